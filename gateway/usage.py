@@ -1,0 +1,162 @@
+"""Usage metering: request counts per key per month, and the monthly character quota.
+
+Request counts are added up in memory and written to `RequestCount` every `usage_flush_s` seconds with one
+upsert per key and month (`requests = requests + n`), so metering costs no I/O on the request path. A process that
+dies loses at most that interval of counts.
+
+The quota counts characters of accepted synthesis scripts per key per calendar month (UTC). The running total
+lives in Redis (`INCRBY`, atomic across gateway processes); when Redis does not have it (first use this month,
+Redis restarted) it is seeded from the jobs table, so losing Redis does not reset anybody's quota.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import anyio
+import anyio.to_thread
+import redis.asyncio
+from sqlalchemy import Engine, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from voicereel.db.models import Job, JobKind, RequestCount
+from voicereel.errors import ErrorCode, VoiceReelError
+
+log = logging.getLogger("voicereel.gateway")
+
+
+def month_of(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).strftime("%Y-%m")
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
+
+
+class RequestCounter:
+    def __init__(self) -> None:
+        self._pending: Counter[tuple[str, str, str]] = Counter()
+
+    def count(self, project_id: str, key_id: str) -> None:
+        self._pending[(project_id, key_id, month_of())] += 1
+
+    def flush(self, engine: Engine) -> None:
+        """Write pending counts (blocking: call from a thread). Counts stay pending if the write fails."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, Counter()
+        try:
+            with Session(engine) as session:
+                insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+                for (project_id, key_id, month), n in sorted(pending.items()):
+                    row = {"project_id": project_id, "api_key_id": key_id, "month": month, "requests": n}
+                    stmt = insert(RequestCount).values(**row)
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=["api_key_id", "month"],
+                        set_={"requests": RequestCount.__table__.c.requests + stmt.excluded.requests},  # type: ignore[attr-defined]
+                    )
+                    session.execute(stmt)
+                session.commit()
+        except Exception:
+            self._pending.update(pending)
+            raise
+
+    @contextlib.asynccontextmanager
+    async def flushing(self, engine: Engine, every_s: float) -> AsyncIterator[None]:
+        """Flush every `every_s` seconds while the app runs, and once more when it stops."""
+
+        async def loop() -> None:
+            while True:
+                await anyio.sleep(every_s)
+                try:
+                    await anyio.to_thread.run_sync(self.flush, engine)
+                except Exception:
+                    log.exception("could not write request counts; will retry")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(loop)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+        try:
+            await anyio.to_thread.run_sync(self.flush, engine)
+        except Exception:
+            log.exception("could not write request counts at shutdown")
+
+
+# --- monthly character quota ------------------------------------------------------------------------------
+
+
+def _quota_key(key_id: str, month: str) -> str:
+    return f"vr:quota:{key_id}:{month}"
+
+
+def characters_used(engine: Engine, key_id: str, month: str) -> int:
+    start, end = month_bounds(month)
+    with Session(engine) as session:
+        total = session.exec(
+            select(func.coalesce(func.sum(Job.characters), 0)).where(
+                Job.api_key_id == key_id,
+                Job.kind == JobKind.synthesize,
+                col(Job.created_at) >= start,
+                col(Job.created_at) < end,
+            )
+        ).one()
+    return int(total)
+
+
+# One round trip: -1 when the month's counter is not in Redis (the caller seeds it from the database and calls
+# again); otherwise {1, total} when the characters fit (and are now counted) or {0, used} when they do not.
+_CONSUME = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local total = redis.call('INCRBY', KEYS[1], ARGV[1])
+if total > tonumber(ARGV[2]) then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+  return {0, total - tonumber(ARGV[1])}
+end
+return {1, total}
+"""
+
+
+async def consume_quota(
+    redis_client: redis.asyncio.Redis, engine: Engine, key_id: str, quota: int, characters: int
+) -> str:
+    """Reserve `characters` of this month's quota, or raise QUOTA_EXCEEDED. Returns the Redis key (for refunds)."""
+    month = month_of()
+    name = _quota_key(key_id, month)
+    consume = redis_client.register_script(_CONSUME)
+    outcome = await consume(keys=[name], args=[characters, quota])
+    if outcome == -1:
+        used = await anyio.to_thread.run_sync(characters_used, engine, key_id, month)
+        await redis_client.set(name, used, nx=True, ex=40 * 86400)
+        outcome = await consume(keys=[name], args=[characters, quota])
+    fits, used = outcome
+    if not fits:
+        raise VoiceReelError(
+            ErrorCode.QUOTA_EXCEEDED,
+            f"monthly quota of {quota} characters would be exceeded",
+            {"quota_chars": quota, "used_chars": int(used), "requested_chars": characters, "month": month},
+        )
+    return name
+
+
+async def refund_quota(redis_client: redis.asyncio.Redis, name: str, characters: int) -> None:
+    with contextlib.suppress(Exception):
+        await redis_client.decrby(name, characters)
+
+
+async def quota_used(redis_client: redis.asyncio.Redis, engine: Engine, key_id: str) -> int:
+    month = month_of()
+    value = await redis_client.get(_quota_key(key_id, month))
+    if value is not None:
+        return int(value)
+    return await anyio.to_thread.run_sync(characters_used, engine, key_id, month)

@@ -1,0 +1,37 @@
+"""codec_decoder: a fixed-shape window of codes -> PCM of its chunk. Thin glue into voicereel.engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import triton_python_backend_utils as pb_utils
+
+from voicereel.engine.codec import ChunkPlan, Codec
+from voicereel.engine.codec_serving import decode_requests
+from voicereel.engine.onnx_codec import OnnxCodec, codec_for_instance
+from voicereel.engine.triton_glue import (
+    instance_device,
+    model_parameters,
+    request_inputs,
+    responses,
+)
+
+INPUTS = ["codes", "context_frames", "num_frames"]
+
+
+class TritonPythonModel:
+    codec: Codec | OnnxCodec
+
+    def initialize(self, args: dict[str, str]) -> None:
+        params = model_parameters(args)
+        self.codec = codec_for_instance(args, params, "decoder", instance_device(args))
+        self.plan = ChunkPlan(chunk_frames=int(params["chunk_frames"]), context_frames=int(params["context_frames"]))
+        if params["compile_decoder"] == "true":
+            if not isinstance(self.codec, Codec):
+                raise ValueError("knob compile_decoder applies to runtime torch only")
+            self.codec.compile_decoder(int(params["max_batch_size"]))
+            self.codec.warm_up(self.plan)
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        inputs = [request_inputs(pb_utils, request, INPUTS) for request in requests]
+        return responses(pb_utils, "pcm", decode_requests(self.codec, inputs, self.plan))

@@ -1,0 +1,92 @@
+"""text2semantic (decoupled): text + voice prompt -> streamed code chunks. Thin glue into voicereel.engine.
+
+execute() only validates and registers requests with the engine; the engine's background loop decodes every
+in-flight request together and streams each one's codes through its response sender, ending with the final flag.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import triton_python_backend_utils as pb_utils
+
+from voicereel.engine.codec_serving import Failure, InvalidInput
+from voicereel.engine.t2s_serving import (
+    TENSOR_INPUTS,
+    DispatchedStream,
+    ResponseDispatcher,
+    ServingConfig,
+    Text2SemanticService,
+    load_engine,
+)
+from voicereel.engine.text_inputs import BYTES_INPUTS, UTF8_INPUTS, guard_bytes_decoding, text_fields
+from voicereel.engine.triton_glue import error_response, instance_device, model_parameters, request_inputs
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+guard_bytes_decoding(pb_utils)  # a BYTES input garbled by numpy 2 becomes INVALID_INPUT, not a dead stub
+
+
+class SenderStream:
+    """One request's response sender as the engine's ResponseStream; closes exactly once."""
+
+    def __init__(self, sender: Any) -> None:
+        self.sender = sender
+        self._closed = threading.Event()
+
+    def send_codes(self, codes: Any) -> None:
+        output = pb_utils.Tensor.from_dlpack("codes", _to_dlpack(codes.contiguous()))
+        self.sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
+
+    def close(self, failure: Failure | None) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if failure is None:
+            self.sender.send(flags=FINAL)
+        else:
+            self.sender.send(error_response(pb_utils, failure), flags=FINAL)
+
+    def is_cancelled(self) -> bool:
+        return bool(self.sender.is_cancelled())
+
+
+def _to_dlpack(tensor: Any) -> Any:
+    from torch.utils.dlpack import to_dlpack
+
+    return to_dlpack(tensor)
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        device = instance_device(args)
+        config = ServingConfig.from_parameters(model_parameters(args), on_gpu=device.type == "cuda")
+        self.service = Text2SemanticService(load_engine(config, device), config)
+        # Responses leave on dispatcher threads: a Triton send waits for the server, the decode loop must not.
+        self.dispatcher = ResponseDispatcher()
+        self.service.engine.start()
+
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            stream = DispatchedStream(SenderStream(request.get_response_sender()), self.dispatcher)
+            try:
+                bytes_arrays = {name: _numpy_input(request, name) for name in BYTES_INPUTS}
+                texts = text_fields(bytes_arrays, request_inputs(pb_utils, request, UTF8_INPUTS))
+                tensors = request_inputs(pb_utils, request, TENSOR_INPUTS)
+                parameters = json.loads(request.parameters() or "{}")
+            except InvalidInput as exc:
+                stream.close(Failure("INVALID_INPUT", str(exc)))
+                continue
+            self.service.handle(request.request_id(), texts, tensors, parameters, stream)
+        return None
+
+    def finalize(self) -> None:
+        self.service.engine.stop()
+        self.dispatcher.stop()
+
+
+def _numpy_input(request: Any, name: str) -> Any:
+    """BYTES inputs have no DLPack form; read them as numpy object arrays (input side only)."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()

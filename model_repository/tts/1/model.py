@@ -1,0 +1,91 @@
+"""tts (BLS, decoupled): text2semantic's code stream -> codec_decoder windows -> streamed PCM. Thin glue.
+
+execute() starts each request's code stream (with the request's own input tensors, while they are valid) and
+hands it to a thread that decodes windows as codes arrive (voicereel.engine.tts_stream) and streams PCM.
+Every BLS call goes through voicereel.engine.bls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import triton_python_backend_utils as pb_utils
+from torch.utils.dlpack import to_dlpack
+
+from voicereel.engine import bls
+from voicereel.engine.codec import ChunkPlan
+from voicereel.engine.codec_serving import Failure
+from voicereel.engine.stage_times import StageTimes
+from voicereel.engine.triton_glue import error_response, model_parameters
+from voicereel.engine.tts_stream import TtsCalls, run_tts
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+TEXT2SEMANTIC = "text2semantic"
+CODEC_DECODER = "codec_decoder"
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        params = model_parameters(args)
+        self.plan = ChunkPlan(
+            chunk_frames=int(params["chunk_frames"]),
+            context_frames=int(params["context_frames"]),
+            first_chunk_frames=int(params["first_chunk_frames"]),
+        )
+        self.times = StageTimes("tts", logging.getLogger("tts"))
+
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            sender = request.get_response_sender()
+            unknown = sorted(json.loads(request.parameters() or "{}"))
+            if unknown:
+                failure = Failure("INVALID_INPUT", f"unknown request parameters {unknown}")
+                sender.send(error_response(pb_utils, failure), flags=FINAL)
+                continue
+            stream_id = f"tts-{uuid.uuid4().hex}"
+            try:
+                responses = bls.start_code_stream(pb_utils, TEXT2SEMANTIC, request.inputs(), stream_id)
+            except Exception as exc:
+                sender.send(
+                    error_response(pb_utils, Failure("INTERNAL", f"text2semantic call failed: {exc}")), flags=FINAL
+                )
+                continue
+            worker = threading.Thread(target=self._serve, args=(sender, responses, stream_id), daemon=True)
+            worker.start()
+        return None
+
+    def _serve(self, sender: Any, responses: Any, stream_id: str) -> None:
+        times = self.times
+
+        def send(pcm: Any) -> None:
+            output = pb_utils.Tensor.from_dlpack("pcm", to_dlpack(pcm.contiguous()))
+            with times.stage("send_pcm"):
+                sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
+
+        def decode(window: Any) -> Any:
+            start = time.perf_counter()
+            pcm = bls.decode_window(pb_utils, CODEC_DECODER, window)
+            times.add("codec_call", time.perf_counter() - start)
+            times.maybe_report()
+            return pcm
+
+        def close(failure: Failure | None) -> None:
+            if failure is None:
+                sender.send(flags=FINAL)
+            else:
+                sender.send(error_response(pb_utils, failure), flags=FINAL)
+
+        calls = TtsCalls(
+            codes=bls.code_chunks(pb_utils, responses),
+            decode=decode,
+            send=send,
+            close=close,
+            is_cancelled=lambda: bool(sender.is_cancelled()),
+            cancel_codes=lambda: bls.cancel_code_stream(pb_utils, TEXT2SEMANTIC, stream_id),
+        )
+        run_tts(calls, self.plan)

@@ -1,0 +1,177 @@
+"""Codec figures on one device: chunked-vs-whole error by context length, decode/encode throughput, dtypes.
+
+Runs on the benchmark checkpoint (real-size codec, random weights) on the GPU, or on the tiny one on CPU for a
+smoke check. Writes a JSON file of figures and prints it.
+
+    python perf/codec/bench_codec.py --checkpoint /tmp/bench --device cuda --out codec.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from voicereel.engine.codec import FRAME_SAMPLES, SAMPLE_RATE, ChunkPlan, Codec, DecodeWindow, validate_codes
+
+
+def random_codes(frames: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    semantic = torch.randint(0, 4096, (1, frames), generator=gen)
+    return validate_codes(torch.cat([semantic, torch.randint(0, 1024, (9, frames), generator=gen)]))
+
+
+def timed(fn: Callable[..., Any], device: torch.device, repeats: int) -> float:
+    """Median wall seconds of `fn` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def with_attention_scale(checkpoint: Path, device: torch.device, scale: float) -> Codec:
+    scaled = Codec.from_checkpoint(checkpoint, device, torch.float32)
+    for module in scaled.dac.modules():
+        if type(module).__name__ == "LayerScale":
+            module.gamma.data.fill_(scale)
+    return scaled
+
+
+def chunk_errors(codec: Codec, frames: int, contexts: list[int], chunk: int) -> dict[str, Any]:
+    codes = random_codes(frames, seed=3)
+    whole = codec.decode(codes)
+    rms = float(whole.pow(2).mean().sqrt())
+    out: dict[str, Any] = {"frames": frames, "chunk_frames": chunk, "whole_rms": rms, "by_context": {}}
+    for context in contexts:
+        chunked = codec.decode_chunked(codes, ChunkPlan(chunk_frames=chunk, context_frames=context), batch_size=8)
+        diff = (chunked - whole).abs()
+        out["by_context"][context] = {
+            "max_abs": float(diff.max()),
+            "rel_rms": float(diff.pow(2).mean().sqrt()) / rms,
+        }
+    return out
+
+
+def decode_throughput(codec: Codec, plan: ChunkPlan, batches: list[int], repeats: int) -> dict[str, Any]:
+    codes = random_codes(plan.window_frames, seed=1).to(torch.int32)
+    full = DecodeWindow(codes=codes, context_frames=plan.context_frames, num_frames=plan.window_frames)
+    chunk_seconds = plan.chunk_frames * FRAME_SAMPLES / SAMPLE_RATE
+    rows = {}
+    for batch in batches:
+        seconds = timed(lambda n=batch: codec.decode_windows([full] * n), codec.device, repeats)
+        rows[batch] = {
+            "call_ms": seconds * 1e3,
+            "windows_per_s": batch / seconds,
+            "audio_s_per_s": batch * chunk_seconds / seconds,
+        }
+    return {"window_frames": plan.window_frames, "chunk_frames": plan.chunk_frames, "by_batch": rows}
+
+
+def decode_variants(checkpoint: Path, device: torch.device, repeats: int, compile_: bool) -> dict[str, Any]:
+    """Decode speed of the default window (64 + 64) at batch 1 and 16 under inference-only speed-ups."""
+    plan = ChunkPlan()
+    out: dict[str, Any] = {}
+    reference = Codec.from_checkpoint(checkpoint, device, torch.float32)
+    window = DecodeWindow(random_codes(plan.window_frames, 2).to(torch.int32), plan.context_frames, plan.window_frames)
+    expected = reference.decode_windows([window])[0]
+    variants: list[tuple[str, bool, bool, bool]] = [
+        ("baseline", False, False, False),
+        ("cudnn_benchmark", True, False, False),
+        ("cudnn_benchmark+folded_weight_norm", True, True, False),
+    ]
+    if compile_:
+        variants.append(("cudnn_benchmark+folded+compiled_decoder", True, True, True))
+    for name, benchmark, fold, compiled in variants:
+        torch.backends.cudnn.benchmark = benchmark
+        codec = Codec.from_checkpoint(checkpoint, device, torch.float32, fold_weight_norm=fold)
+        if compiled:
+            codec.dac.decoder = torch.compile(codec.dac.decoder, dynamic=False)
+        try:
+            start = time.perf_counter()
+            got = codec.decode_windows([window])[0]
+            first_call_s = time.perf_counter() - start
+            row = decode_throughput(codec, plan, [1, 16], repeats)
+            row["first_call_s"] = first_call_s
+            row["max_abs_vs_baseline"] = float((got - expected).abs().max())
+        except Exception as exc:  # a failed variant is a result, not the end of the run
+            row = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        out[name] = row
+        del codec
+    torch.backends.cudnn.benchmark = False
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--frames", type=int, default=646, help="utterance length for the error test (646 = 30 s)")
+    parser.add_argument("--batches", default="1,2,4,8,16,32,64")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only-variants", action="store_true", help="skip everything but the speed-up variants")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd decoders (slow start)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+
+    start = time.perf_counter()
+    codec = Codec.from_checkpoint(args.checkpoint, device, torch.float32)
+    results["load_s"] = time.perf_counter() - start
+    results["params"] = sum(p.numel() for p in codec.dac.parameters())
+
+    if args.only_variants:
+        results["decode_variants"] = decode_variants(args.checkpoint, device, args.repeats, args.compile)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))
+        return
+
+    contexts = [0, 8, 16, 32, 64, 128]
+    results["chunk_error_as_initialised"] = chunk_errors(codec, args.frames, contexts, 64)
+    results["chunk_error_attention_x100"] = chunk_errors(
+        with_attention_scale(args.checkpoint, device, 1.0), args.frames, contexts, 64
+    )
+
+    batches = [int(b) for b in args.batches.split(",")]
+    results["decode_fp32"] = {
+        str(plan.context_frames): decode_throughput(codec, plan, batches, args.repeats)
+        for plan in (ChunkPlan(64, 64), ChunkPlan(64, 32))
+    }
+    codes = random_codes(args.frames, seed=4)
+    results["decode_whole_30s_ms"] = {
+        batch: 1e3 * timed(lambda b=batch: codec.decode_codes(codes[None].expand(b, -1, -1)), device, args.repeats)
+        for batch in (1, 16)
+    }
+    pcm = torch.clamp(torch.randn(args.frames * FRAME_SAMPLES) * 0.1, -1, 1)
+    results["encode_30s_ms"] = {
+        batch: 1e3 * timed(lambda b=batch: codec.encode_batch([pcm] * b), device, args.repeats) for batch in (1, 8)
+    }
+
+    if device.type == "cuda":
+        half = Codec.from_checkpoint(args.checkpoint, device, torch.bfloat16)
+        whole32 = codec.decode(codes)
+        whole16 = half.decode(codes)
+        results["bf16_vs_fp32_max_abs"] = float((whole16 - whole32).abs().max())
+        results["decode_bf16"] = decode_throughput(half, ChunkPlan(64, 64), batches, args.repeats)
+        results["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

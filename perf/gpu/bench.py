@@ -1,0 +1,163 @@
+"""The GPU benchmark of issue 8, in one run: our Triton stack, then upstream fish-speech on the same weights.
+
+1. makes the benchmark checkpoint (S1-mini shapes, random weights, slow head masked to semantic ids);
+2. builds the model repository for the GPU and starts tritonserver: cold start = launch -> every model ready;
+3. drives `tts` with perf/gpu/bench_tts.py (single stream, first-chunk latency, throughput sweep) while sampling
+   GPU memory with nvidia-smi;
+4. stops Triton and runs perf/gpu/upstream_baseline.py (torch.compile reduce-overhead, batch 1).
+Writes JSON figures and a markdown table (with the git SHA) to --out.
+
+    python perf/gpu/bench.py --out $OUT            # on the H200 (perf/gpu/run_h200.sh sets the paths up)
+    python perf/gpu/bench.py --out /tmp/b --cpu    # smoke run here with the tiny checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from voicereel.stack import Supervisor, TritonPorts, triton_service  # noqa: E402
+
+
+def gpu_memory_mib() -> list[int]:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [int(line) for line in out.split() if line.strip().isdigit()]
+
+
+class MemorySampler:
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            used = gpu_memory_mib()
+            if used:
+                self.peak = max(self.peak, used[0])
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def git_sha() -> str:
+    import os
+
+    if os.environ.get("BENCH_GIT_SHA"):  # the device machine gets a copy of the tree without .git
+        return os.environ["BENCH_GIT_SHA"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cpu", action="store_true", help="smoke run with the tiny checkpoint on the CPU")
+    parser.add_argument("--checkpoint", type=Path, default=Path("/tmp/voicereel-bench-ckpt"))
+    parser.add_argument("--frames", type=int, default=646)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64, 128])
+    parser.add_argument("--slots", type=int, default=128)
+    parser.add_argument("--set", dest="settings", action="append", default=[], help="extra modelrepo --set")
+    parser.add_argument("--upstream", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--ours", action=argparse.BooleanOptionalAction, default=True,
+                        help="--no-ours: only the upstream baseline (e.g. a second call on the same warm machine)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path("/tmp/voicereel-bench")
+    work.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Any] = {"git_sha": git_sha(), "frames": args.frames}
+
+    from voicereel.engine.checkpoints import make_benchmark_checkpoint, make_tiny_checkpoint
+
+    t0 = time.perf_counter()
+    if args.cpu:
+        make_tiny_checkpoint(args.checkpoint, seed=0)
+    elif not (args.checkpoint / "model.pth").exists():  # the same seed always gives the same weights
+        make_benchmark_checkpoint(args.checkpoint, seed=0, device="cuda")
+    figures["checkpoint_s"] = time.perf_counter() - t0
+    if args.ours:
+        run_ours(args, work, figures)
+    if args.upstream:
+        run_upstream(args, figures)
+    (args.out / "figures.json").write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures, indent=2))
+
+
+def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> None:
+    settings = [
+        f"text2semantic.max_slots={args.slots}",
+        "text2semantic.slot_capacity=1024",
+        f"text2semantic.max_frames={max(args.frames, 64)}",
+        *args.settings,
+    ]
+    build = [sys.executable, "-m", "voicereel.modelrepo", "build", "--checkpoint", str(args.checkpoint),
+             "--out", str(work / "model_repository")]
+    for item in settings:
+        build += ["--set", item]
+    subprocess.run(build, check=True, cwd=REPO)
+    figures["repository_settings"] = settings
+    idle = gpu_memory_mib()
+
+    ports = TritonPorts.free()
+    with Supervisor(args.out / "logs") as supervisor:
+        started = time.perf_counter()
+        supervisor.start(triton_service(work / "model_repository", ports, work / "triton", args.out / "logs",
+                                        timeout_s=540))
+        figures["cold_start_s"] = time.perf_counter() - started
+        loaded = gpu_memory_mib()
+        print(f"triton ready in {figures['cold_start_s']:.1f}s", flush=True)
+        concurrency = [c for c in args.concurrency if c <= args.slots] if not args.cpu else [1, 2]
+        cmd = [sys.executable, str(REPO / "perf/gpu/bench_tts.py"), "--url", f"127.0.0.1:{ports.grpc}",
+               "--frames", str(args.frames), "--out", str(args.out / "tts.json"), "--concurrency",
+               *map(str, concurrency)]
+        if args.cpu:
+            cmd += ["--latency-levels", "1", "2"]
+        with MemorySampler() as sampler:
+            subprocess.run(cmd, check=True, cwd=REPO)
+        figures["tts"] = json.loads((args.out / "tts.json").read_text())
+        figures["gpu_memory_mib"] = {"idle": idle, "models_loaded": loaded, "peak": sampler.peak}
+        # A second start with warm caches (torch/inductor caches on disk): what a restart costs.
+        for log in (args.out / "logs").glob("*.log"):
+            log.rename(log.with_suffix(".first.log"))
+        supervisor.stop_all()
+        restarted = time.perf_counter()
+        supervisor.start(triton_service(work / "model_repository", ports, work / "triton", args.out / "logs",
+                                        timeout_s=540))
+        figures["warm_restart_s"] = time.perf_counter() - restarted
+
+
+def run_upstream(args: argparse.Namespace, figures: dict[str, Any]) -> None:
+    upstream_out = args.out / "upstream.json"
+    cmd = [sys.executable, str(REPO / "perf/gpu/upstream_baseline.py"), "--checkpoint", str(args.checkpoint),
+           "--frames", str(args.frames), "--out", str(upstream_out)]
+    if args.cpu:
+        cmd += ["--device", "cpu", "--no-compile"]
+    subprocess.run(cmd, check=True, cwd=REPO)
+    figures["upstream"] = json.loads(upstream_out.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The device command of issue 8 (run from the repo root on the H200 machine, carrying .dev from
+# perf/device/bundle.sh):   bash perf/gpu/run_h200.sh [bench.py args...]
+set -euo pipefail
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4 TOKENIZERS_PARALLELISM=false
+python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD
+# Triton's python stub ignores PYTHONPATH but honours the interpreter's site-packages: point a .pth file there.
+python3 -c 'import site; print(site.getsitepackages()[0])' | xargs -I{} sh -c "printf '/tmp/site\n%s\n' \"$PWD\" > {}/voicereel-device.pth"
+[[ "${1:-}" == "--engine" ]] || { mkdir -p /tmp/tdist && tar -C /tmp/tdist -xzf .dev/tritonserver.tgz; }
+export VOICEREEL_TRITON_DIST=/tmp/tdist
+# tritonclient wants libb64 for perf_analyzer only; the python client needs nothing more.
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c 'import torch, numpy; print("torch", torch.__version__, "numpy", numpy.__version__)'
+if [[ "${1:-}" == "--engine" ]]; then  # the engine alone: bash perf/gpu/run_h200.sh --engine [bench_engine.py args]
+  shift
+  python3 perf/gpu/bench_engine.py --out "${OUT:-/tmp/out}" "$@"
+else
+  python3 perf/gpu/bench.py --out "${OUT:-/tmp/out}" "$@"
+fi

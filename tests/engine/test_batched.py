@@ -1,0 +1,176 @@
+"""The batched forward passes equal upstream fish-speech's forward_generate / forward_generate_fast (fp32).
+
+Upstream decodes one sequence at a time; here sequences at different positions share one call. For every
+sequence of a batch, the restricted slow logits, the hidden state handed to the fast transformer and the
+fast transformer's residual logits must equal what upstream computes for that sequence alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import torch
+from fish_speech.models.text2semantic.llama import DualARTransformer
+
+from voicereel.engine.batched import BatchedDualAR
+from voicereel.engine.prompt import VoiceTurn, build_prompt
+
+ATOL, RTOL = 2e-5, 1e-4
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.testing.assert_close(actual, expected, atol=ATOL, rtol=RTOL)
+
+
+CAPACITY = 256
+
+
+def _variant(tiny_lm: Any) -> Any:
+    """The tiny config with every option upstream's forward path branches on flipped, random weights."""
+    cfg = tiny_lm.config
+    config = dataclasses.replace(
+        cfg,
+        scale_codebook_embeddings=True,
+        tie_word_embeddings=True,
+        attention_qk_norm=False,
+        attention_qkv_bias=True,
+        attention_o_bias=True,
+        n_local_heads=4,  # plain multi-head attention in the slow transformer
+        fast_dim=32,  # fast width differs, so fast_project_in is a real Linear
+        fast_n_head=2,
+        fast_n_local_heads=1,
+        fast_head_dim=16,
+        fast_intermediate_size=64,
+        fast_attention_qkv_bias=True,
+        fast_attention_qk_norm=True,
+        fast_attention_o_bias=False,
+    )
+    torch.manual_seed(3)
+    model = DualARTransformer(config, tokenizer=tiny_lm.tokenizer)
+    with torch.no_grad():  # upstream's init zeroes biases and sets norms to one: perturb everything
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    return model.eval()
+
+
+@pytest.fixture(params=["tiny-checkpoint", "variant"])
+def model(request: pytest.FixtureRequest, tiny_lm: Any) -> Any:
+    return tiny_lm if request.param == "tiny-checkpoint" else _variant(tiny_lm)
+
+
+def _codes(generator: torch.Generator, frames: int, codebooks: int, residual: int = 1024) -> torch.Tensor:
+    semantic = torch.randint(0, 4096, (1, frames), generator=generator)
+    return torch.cat([semantic, torch.randint(0, residual, (codebooks - 1, frames), generator=generator)])
+
+
+def _frames(engine: BatchedDualAR, codes: torch.Tensor) -> torch.Tensor:
+    """Frames ``[n, C + 1]`` (token row first) for codes ``[C, n]``."""
+    tokens = codes[0] + engine.tokens.semantic_begin_id
+    return torch.cat([tokens[None], codes]).T.contiguous()
+
+
+def _upstream_head(model: Any, engine: BatchedDualAR, logits: torch.Tensor) -> torch.Tensor:
+    ids = list(range(engine.tokens.semantic_begin_id, engine.tokens.semantic_begin_id + engine.tokens.num_semantic))
+    return logits[..., [*ids, engine.tokens.im_end_id]]
+
+
+def _upstream_run(model: Any, engine: BatchedDualAR, prompt: torch.Tensor, frames: torch.Tensor) -> list[Any]:
+    """Upstream prefill then one forward_generate per teacher-forced frame: (restricted logits, hidden)."""
+    model.setup_caches(max_batch_size=1, max_seq_len=CAPACITY, dtype=torch.float32)
+    length = prompt.shape[1]
+    out = model.forward_generate(prompt[None].long(), input_pos=torch.arange(length))
+    results = [(_upstream_head(model, engine, out.logits[0, -1]), out.hidden_states[0, -1])]
+    for index, frame in enumerate(frames):
+        out = model.forward_generate(frame[None, :, None], input_pos=torch.tensor([length + index]))
+        results.append((_upstream_head(model, engine, out.logits[0, -1]), out.hidden_states[0, -1]))
+    return results
+
+
+@torch.inference_mode()
+def test_prefill_and_decode_of_a_batch_equal_upstream_per_sequence(model: Any) -> None:
+    engine = BatchedDualAR(model)
+    tokenizer, codebooks = model.tokenizer, model.config.num_codebooks
+    generator = torch.Generator().manual_seed(0)
+    prompts = {
+        2: build_prompt(tokenizer, codebooks, "target text", [VoiceTurn("reference one", _codes(generator, 24, 10))]),
+        0: build_prompt(tokenizer, codebooks, "another, longer target", [VoiceTurn("ref", _codes(generator, 7, 10))]),
+    }
+    steps = 5
+    teacher = {slot: _frames(engine, _codes(generator, steps, codebooks)) for slot in prompts}
+    expected = {slot: _upstream_run(model, engine, prompts[slot], teacher[slot]) for slot in prompts}
+
+    cache = engine.new_slow_cache(slots=4, capacity=CAPACITY)
+    cache.k.normal_()  # stale content everywhere: a slot must never see what it did not write
+    cache.v.normal_()
+    positions = torch.zeros(3, dtype=torch.long)
+    for slot, prompt in prompts.items():
+        hidden = engine.prefill(cache, slot, prompt)
+        logits, fast_hidden = expected[slot][0]
+        _close(engine.slow_logits(hidden)[0], logits)
+        _close(engine.fast_input(hidden)[0], fast_hidden)
+        positions[slot] = prompt.shape[1]
+    positions[1] = 100  # an idle slot inside the batch prefix, at some stale position
+
+    frames = torch.zeros(3, codebooks + 1, dtype=torch.long)
+    for index in range(steps):
+        for slot in prompts:
+            frames[slot] = teacher[slot][index]
+        kv_len = CAPACITY if index % 2 else 128  # bucketed prefix or the whole cache: same result
+        hidden = engine.decode_slow(cache, frames, positions, torch.arange(3), kv_len)
+        for slot in prompts:
+            logits, fast_hidden = expected[slot][index + 1]
+            _close(engine.slow_logits(hidden[slot : slot + 1])[0], logits)
+            _close(engine.fast_input(hidden[slot : slot + 1])[0], fast_hidden)
+        positions += 1
+
+
+def _upstream_fast(model: Any, hidden: torch.Tensor, codes: torch.Tensor, residual: int) -> list[torch.Tensor]:
+    """Upstream's fast path for one row: position 0 fed the hidden state, then each code; residual logits."""
+    model.setup_caches(max_batch_size=1, max_seq_len=CAPACITY, dtype=torch.float32)
+    for layer in model.fast_layers:  # upstream clears its fast cache before every frame
+        layer.attention.kv_cache.k_cache.fill_(0)
+        layer.attention.kv_cache.v_cache.fill_(0)
+    model.forward_generate_fast(hidden[None], torch.tensor([0]))
+    logits = []
+    for index in range(1, model.config.num_codebooks):
+        out = model.forward_generate_fast(model.fast_embeddings(codes[index - 1 : index]), torch.tensor([index]))
+        logits.append(out[0, 0, :residual])
+    return logits
+
+
+@torch.inference_mode()
+def test_fast_transformer_of_a_batch_equals_upstream_per_row(model: Any) -> None:
+    engine = BatchedDualAR(model)
+    generator = torch.Generator().manual_seed(1)
+    rows = 3
+    hidden = engine.fast_input(torch.randn(rows, model.config.dim, generator=generator))
+    codes = _codes(generator, rows, model.config.num_codebooks).T  # [rows, C]: semantic code then residuals
+    expected = [_upstream_fast(model, hidden[row], codes[row], engine.residual_size) for row in range(rows)]
+
+    cache = engine.new_fast_cache(slots=4)
+    cache.k.normal_()
+    cache.v.normal_()
+    engine.fast_forward(cache, hidden, 0)
+    for index in range(1, model.config.num_codebooks):
+        fast_hidden = engine.fast_forward(cache, engine.fast_code_input(codes[:, index - 1]), index)
+        logits = engine.fast_logits(fast_hidden)
+        assert logits.shape == (rows, engine.residual_size)
+        for row in range(rows):
+            _close(logits[row], expected[row][index - 1])
+
+
+def test_restricted_head_is_semantic_ids_then_end(tiny_lm: Any) -> None:
+    engine = BatchedDualAR(tiny_lm)
+    tokens = engine.tokens
+    assert engine.head_weight.shape[0] == tokens.num_semantic + 1 == 4097
+    torch.testing.assert_close(engine.head_weight[0], tiny_lm.output.weight[tokens.semantic_begin_id])
+    torch.testing.assert_close(engine.head_weight[-1], tiny_lm.output.weight[tokens.im_end_id])
+    no_end = BatchedDualAR(tiny_lm, allow_end=False)
+    assert no_end.head_weight.shape[0] == tokens.num_semantic
+
+
+def test_slot_capacity_cannot_exceed_the_model_context(tiny_lm: Any) -> None:
+    with pytest.raises(ValueError, match="max_seq_len"):
+        BatchedDualAR(tiny_lm).new_slow_cache(slots=1, capacity=tiny_lm.config.max_seq_len + 8)

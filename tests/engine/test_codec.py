@@ -1,0 +1,191 @@
+"""Codec: encode shapes and validation, causality, receptive field, and chunked decoding against whole decoding.
+
+Stated tolerance (also in model_repository/README.md): decoding in fixed windows of `ChunkPlan()` (64 frames
+rendered + 64 frames of left context) differs from decoding the whole sequence by at most 1e-3 of full scale
+(-60 dBFS) in any sample. Measured on the tiny codec: 3e-6 as initialised, 2.5e-4 with its attention made 100x
+stronger (LayerScale 1.0 instead of 0.01), which is the case where the attention tail past the context matters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from voicereel.engine.codec import (
+    FRAME_SAMPLES,
+    NUM_CODEBOOKS,
+    SAMPLE_RATE,
+    ChunkPlan,
+    Codec,
+    bucket_sizes,
+    make_window,
+    plan_windows,
+    validate_codes,
+)
+
+CHUNKED_TOLERANCE = 1e-3  # max abs sample error, full scale 1.0
+
+
+@pytest.fixture(scope="module")
+def codec(tiny_checkpoint: Path) -> Codec:
+    torch.set_num_threads(1)
+    return Codec.from_checkpoint(tiny_checkpoint, "cpu", torch.float32)
+
+
+def random_codes(frames: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    semantic = torch.randint(0, 4096, (1, frames), generator=gen)
+    residual = torch.randint(0, 1024, (9, frames), generator=gen)
+    return torch.cat([semantic, residual]).to(torch.int32)
+
+
+def noise(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(0, 0.1, int(seconds * SAMPLE_RATE)), -1, 1).astype(np.float32)
+
+
+def test_encode_30_seconds_shape_dtype_and_ranges(codec: Codec) -> None:
+    codes = codec.encode(noise(30.0))
+    assert codes.dtype == torch.int32
+    assert codes.shape == (NUM_CODEBOOKS, 646)  # ceil(30 * 44100 / 2048): 21.53 frames per second
+    assert int(codes[0].min()) >= 0 and int(codes[0].max()) < 4096
+    assert int(codes[1:].min()) >= 0 and int(codes[1:].max()) < 1024
+    assert len(torch.unique(codes[0])) > 50  # random audio spreads over the semantic codebook
+
+
+def test_encode_batch_of_mixed_lengths_equals_encoding_each_alone(codec: Codec) -> None:
+    """Right padding is exact because the encoder is causal: batched requests get the codes they get alone."""
+    clips = [noise(3.0, seed=1), noise(1.2, seed=2), noise(0.01, seed=3)]
+    batched = codec.encode_batch(clips)
+    assert [c.shape[1] for c in batched] == [65, 26, 1]
+    for clip, codes in zip(clips, batched, strict=True):
+        assert torch.equal(codes, codec.encode(clip))
+
+
+@pytest.mark.parametrize(
+    ("pcm", "message"),
+    [
+        (np.zeros((2, 100), np.float32), r"mono with shape \[samples\]"),
+        (np.zeros(0, np.float32), "empty"),
+        (np.array([0.0, np.nan], np.float32), "NaN"),
+        (np.array([0.0, np.inf], np.float32), "infinite"),
+        (np.array([0.5, 1.5], np.float32), r"\[-1, 1\]"),
+        (np.array([1, 2], np.int16), "float samples"),
+    ],
+)
+def test_encode_rejects_bad_pcm(codec: Codec, pcm: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        codec.encode(pcm)
+
+
+def test_encode_rejects_clips_past_the_attention_tables(codec: Codec) -> None:
+    assert codec.max_encode_samples == 16384 * 512  # 190 s: the encoder transformer's block_size
+    with pytest.raises(ValueError, match="exceeds the encoder"):
+        codec.encode(np.zeros(codec.max_encode_samples + 1, np.float32))
+
+
+@pytest.mark.parametrize(
+    ("codes", "message"),
+    [
+        (torch.zeros(9, 4, dtype=torch.int32), r"shape \[10, frames\]"),
+        (torch.zeros(10, dtype=torch.int32), r"shape \[10, frames\]"),
+        (torch.zeros(10, 0, dtype=torch.int32), "empty"),
+        (torch.zeros(10, 4, dtype=torch.float32), "integers"),
+        (torch.full((10, 4), 4096, dtype=torch.int32), "semantic codebook 0 must be in 0..4095"),
+        (torch.cat([torch.zeros(1, 4), torch.full((9, 4), 1024)]).int(), "residual codebooks 1..9 must be in 0..1023"),
+        (torch.full((10, 4), -1, dtype=torch.int32), "0..4095, got values in -1..-1"),
+    ],
+)
+def test_bad_codes_are_rejected(codec: Codec, codes: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        codec.decode(codes)
+
+
+def test_decode_length_and_range(codec: Codec) -> None:
+    pcm = codec.decode(random_codes(40))
+    assert pcm.shape == (40 * FRAME_SAMPLES,) and pcm.dtype == torch.float32
+    assert float(pcm.abs().max()) <= 1.0  # the decoder ends in tanh
+    assert float(pcm.std()) > 1e-3
+
+
+def test_decoder_is_causal_and_its_convolutions_reach_under_6_frames(codec: Codec, tiny_checkpoint: Path) -> None:
+    """Change the codes of frame 20: nothing before frame 20 moves (causal), and with the attention switched off
+    (LayerScale 0) nothing past frame 26 moves: the convolutional receptive field. The tiny codec keeps the real
+    codec's kernels, strides and dilations, so this figure is the real codec's too."""
+    conv_only = Codec.from_checkpoint(tiny_checkpoint)
+    for module in conv_only.dac.modules():
+        if type(module).__name__ == "LayerScale":
+            module.gamma.data.zero_()
+    codes = random_codes(60, seed=5)
+    changed = codes.clone()
+    changed[:, 20] = (changed[:, 20] + 7) % 1024
+    for model, reach in ((codec, 60), (conv_only, 26)):
+        diff = (model.decode(codes) - model.decode(changed)).abs()
+        moved = torch.nonzero(diff > 1e-6).flatten()
+        assert int(moved.min()) >= 20 * FRAME_SAMPLES, "output before the changed frame moved: not causal"
+        assert int(moved.max()) < reach * FRAME_SAMPLES
+
+
+def test_windows_are_left_aligned_and_the_first_has_no_context() -> None:
+    codes = validate_codes(random_codes(150))
+    plan = ChunkPlan(chunk_frames=64, context_frames=48)
+    windows = plan_windows(codes, plan)
+    assert [(w.context_frames, w.num_frames) for w in windows] == [(0, 64), (48, 112), (48, 70)]
+    assert all(w.codes.shape == (10, 112) and w.codes.dtype == torch.int32 for w in windows)
+    assert torch.equal(windows[1].codes, codes[:, 16:128].int())
+    assert torch.equal(windows[2].codes[:, :70], codes[:, 80:150].int())
+    assert int(windows[2].codes[:, 70:].abs().sum()) == 0
+    with pytest.raises(ValueError, match="does not fit"):
+        make_window(codes, 0, 65, plan)
+
+
+def test_windows_in_one_batch_equal_windows_alone(codec: Codec) -> None:
+    windows = plan_windows(validate_codes(random_codes(150, seed=2)), ChunkPlan())
+    together = codec.decode_windows(windows)
+    assert [p.numel() for p in together] == [64 * FRAME_SAMPLES, 64 * FRAME_SAMPLES, 22 * FRAME_SAMPLES]
+    for window, pcm in zip(windows, together, strict=True):
+        alone = codec.decode_windows([window])[0]
+        assert float((alone - pcm).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("attention_scale", [None, 1.0], ids=["as-initialised", "attention-x100"])
+def test_chunked_decoding_equals_whole_decoding_within_tolerance(
+    codec: Codec, tiny_checkpoint: Path, attention_scale: float | None
+) -> None:
+    model = codec
+    if attention_scale is not None:
+        model = Codec.from_checkpoint(tiny_checkpoint)
+        for module in model.dac.modules():
+            if type(module).__name__ == "LayerScale":
+                module.gamma.data.fill_(attention_scale)
+    codes = random_codes(400, seed=3)  # 18.6 s: seven windows, several past one attention window (128)
+    whole = model.decode(codes)
+    chunked = model.decode_chunked(codes, ChunkPlan(), batch_size=4)
+    assert chunked.shape == whole.shape
+    error = float((chunked - whole).abs().max())
+    print(f"max abs chunked-vs-whole error ({attention_scale=}): {error:.2e}")
+    assert error <= CHUNKED_TOLERANCE
+    # and the context is what buys it: without context the joins are audibly wrong
+    no_context = model.decode_chunked(codes, ChunkPlan(chunk_frames=64, context_frames=0))
+    assert float((no_context - whole).abs().max()) > 10 * CHUNKED_TOLERANCE
+
+
+def test_bucket_padding_does_not_change_the_windows(codec: Codec) -> None:
+    """compile_decoder pads batches up to bucket sizes; the padding rows must not leak into real ones."""
+    assert bucket_sizes(32) == (1, 2, 4, 8, 16, 24, 32)
+    assert bucket_sizes(12) == (1, 2, 4, 8, 12)
+    assert bucket_sizes(20) == (1, 2, 4, 8, 16, 20)
+    assert bucket_sizes(3) == (1, 2, 3)
+    assert bucket_sizes(1) == (1,)
+    windows = plan_windows(validate_codes(random_codes(192, seed=4)), ChunkPlan())
+    plain = codec.decode_windows(windows)
+    codec.batch_buckets = (4,)
+    try:
+        padded = codec.decode_windows(windows)
+    finally:
+        codec.batch_buckets = ()
+    for a, b in zip(plain, padded, strict=True):
+        assert a.shape == b.shape and float((a - b).abs().max()) < 1e-5

@@ -1,0 +1,76 @@
+"""Bucketing of decode steps, and CUDA-graph replay equal to eager decoding (GPU only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from voicereel.engine.batched import BatchedDualAR
+from voicereel.engine.generate import FrameBudget, GenerationRequest, SamplingParams
+from voicereel.engine.graphs import DecodeRunner, bucket_batch, bucket_kv_len
+from voicereel.engine.scheduler import Engine, EngineConfig
+from voicereel.engine.step import hash_tables, new_state
+
+
+def test_batch_buckets_are_powers_of_two_capped_at_the_slots() -> None:
+    assert [bucket_batch(n, 12) for n in range(1, 13)] == [1, 2, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12]
+    with pytest.raises(ValueError):
+        bucket_batch(0, 4)
+    with pytest.raises(ValueError):
+        bucket_batch(5, 4)
+
+
+def test_kv_buckets_are_block_multiples_capped_at_the_capacity() -> None:
+    assert [bucket_kv_len(n, 256, 1000) for n in (1, 256, 257, 768, 769, 1000)] == [256, 256, 512, 768, 1000, 1000]
+    with pytest.raises(ValueError):
+        bucket_kv_len(1001, 256, 1000)
+
+
+def test_graphs_need_cuda(tiny_lm: Any) -> None:
+    model = BatchedDualAR(tiny_lm)
+    state = new_state(model, 2, 64)
+    with pytest.raises(ValueError, match="CUDA"):
+        DecodeRunner(model, state, hash_tables(model), use_graphs=True)
+
+
+def _generate(model: BatchedDualAR, cuda_graphs: bool) -> dict[str, torch.Tensor]:
+    config = EngineConfig(
+        max_slots=4,
+        slot_capacity=512,
+        stream_frames=4,
+        budget=FrameBudget(1.0, 6, 40),
+        kv_block=64,
+        cuda_graphs=cuda_graphs,
+    )
+    engine = Engine(model, config)
+    out: dict[str, list[torch.Tensor]] = {}
+    texts = {"a": "first request", "b": "second, a longer request text", "c": "third"}
+    for step in range(400):
+        if step < len(texts):  # join one per step: the batch bucket changes while others decode
+            name = list(texts)[step]
+            out[name] = []
+            engine.submit(
+                GenerationRequest(
+                    name, [texts[name]], sampling=SamplingParams(0.8, seed=step), on_codes=out[name].append
+                )
+            )
+        if not engine.step() and step >= len(texts):
+            break
+    assert engine.runner.graphs or not cuda_graphs
+    return {name: torch.cat(chunks, dim=1) for name, chunks in out.items()}
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_equals_eager(tiny_lm: Any) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: CUDA graphs cannot be captured")
+    model = BatchedDualAR(tiny_lm.to("cuda"))
+    try:
+        eager = _generate(model, cuda_graphs=False)
+        graphed = _generate(model, cuda_graphs=True)
+    finally:
+        tiny_lm.to("cpu")
+    for name, codes in eager.items():
+        assert torch.equal(codes, graphed[name]), name

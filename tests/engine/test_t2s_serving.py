@@ -1,0 +1,107 @@
+"""Serving helpers of text2semantic: responses sent off the engine thread, compiled decode pieces warmed up.
+
+The compiled pieces are checked with dynamo's ``aot_eager`` backend (traced, functionalised, run by eager
+kernels: the same graph inductor gets on a GPU, without compiling C++ here); codes must equal eager ones.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import torch
+
+from voicereel.engine.batched import BatchedDualAR, DecodeKernels
+from voicereel.engine.codec_serving import Failure
+from voicereel.engine.generate import FrameBudget, GenerationRequest, SamplingParams
+from voicereel.engine.scheduler import Engine, EngineConfig
+from voicereel.engine.stage_times import StageTimes
+from voicereel.engine.t2s_serving import DispatchedStream, ResponseDispatcher, warm_up
+
+
+class RecordingStream:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.sender_threads: set[str] = set()
+        self.cancelled = False
+        self.closed = threading.Event()
+
+    def send_codes(self, codes: torch.Tensor) -> None:
+        self.sender_threads.add(threading.current_thread().name)
+        self.events.append(int(codes[0, 0]))
+
+    def close(self, failure: Failure | None) -> None:
+        self.events.append(failure)
+        self.closed.set()
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
+
+def test_dispatched_streams_keep_order_off_the_calling_thread_and_see_cancellation() -> None:
+    dispatcher = ResponseDispatcher(threads=2)
+    inner = [RecordingStream() for _ in range(3)]
+    streams = [DispatchedStream(stream, dispatcher, poll_s=0.0) for stream in inner]
+    for value in range(50):
+        for stream in streams:
+            stream.send_codes(torch.full((10, 1), value, dtype=torch.int32))
+    inner[1].cancelled = True
+    streams[1].send_codes(torch.full((10, 1), 50, dtype=torch.int32))
+    for stream in streams:
+        stream.close(None)
+    for recording in inner:
+        assert recording.closed.wait(10)
+    dispatcher.stop()
+    assert [s.events for s in inner] == [[*range(50), None], [*range(51), None], [*range(50), None]]
+    assert all(s.sender_threads and threading.current_thread().name not in s.sender_threads for s in inner)
+    assert streams[1].is_cancelled() and not streams[0].is_cancelled()
+
+
+def _codes(model: BatchedDualAR) -> dict[str, torch.Tensor]:
+    budget = FrameBudget(6.0, 43, 200)
+    config = EngineConfig(max_slots=4, slot_capacity=256, stream_frames=4, budget=budget, kv_block=64)
+    engine = Engine(model, config)
+    out: dict[str, list[torch.Tensor]] = {"a": [], "b": []}
+    for index, rid in enumerate(out):
+        engine.submit(
+            GenerationRequest(
+                rid, [f"compiled {rid} " * (index + 1)], sampling=SamplingParams(0.8, 0.8, 1.1, seed=index),
+                max_new_frames=9 + 5 * index, on_codes=out[rid].append,
+            )
+        )
+    while engine.step():
+        pass
+    return {rid: torch.cat(chunks, dim=1) for rid, chunks in out.items()}
+
+
+def test_compiled_decode_pieces_equal_eager_and_warm_up_keeps_them(tiny_lm: Any) -> None:
+    torch.set_num_threads(1)
+    compiled = BatchedDualAR(tiny_lm, compile_backend="aot_eager")
+    assert compiled.kernels != DecodeKernels.eager()
+    engine = Engine(compiled, EngineConfig(max_slots=2, slot_capacity=256, kv_block=64))
+    assert warm_up(engine) and engine.busy_slots == [] and engine.waiting == 0
+    eager, got = _codes(BatchedDualAR(tiny_lm)), _codes(compiled)
+    assert all(torch.equal(eager[rid], got[rid]) for rid in eager)
+
+
+def test_warm_up_falls_back_to_eager_pieces_when_compiling_fails(tiny_lm: Any) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("no compiler")
+
+    model = BatchedDualAR(tiny_lm)
+    model.kernels = DecodeKernels(broken, broken, broken)
+    engine = Engine(model, EngineConfig(max_slots=2, slot_capacity=256, kv_block=64))
+    assert not warm_up(engine)
+    assert model.kernels == DecodeKernels.eager()
+
+
+def test_stage_times_sum_per_stage() -> None:
+    import logging
+
+    times = StageTimes("t", logging.getLogger("t"), every_s=0.0)
+    with times.stage("a"):
+        pass
+    times.add("a", 1.0)
+    times.add("frames", 0.0, 7)
+    assert times.counts == {"a": 2, "frames": 7} and times.seconds["a"] >= 1.0
+    assert times.summary().startswith("t stats over ") and "frames=0.000s/7" in times.summary()

@@ -1,0 +1,86 @@
+"""tts (BLS) served by a real tritonserver with text2semantic and codec_decoder (tiny checkpoint, CPU).
+
+The PCM stream concatenated equals decoding, in one go, the codes text2semantic gives for the same inputs;
+errors of text2semantic reach the tts client unchanged; a client that cancels its tts stream frees the
+text2semantic slot behind it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from speech_client import Call, SpeechServer, run, speech_inputs
+
+from voicereel.engine.codec import FRAME_SAMPLES, ChunkPlan, Codec
+
+MODEL = "tts"
+# The shipped window knobs: 64 frames rendered per window, 64 of context, the first window renders 16.
+PLAN = ChunkPlan(first_chunk_frames=16)
+
+
+def test_stream_equals_decoding_all_codes_at_once(speech_triton: SpeechServer, tiny_checkpoint: Path) -> None:
+    spec: dict[str, Any] = {"text": "Streaming speech, window by window.", "seed": 11, "max_new_frames": 150}
+    streamed = run(speech_triton.url, MODEL, speech_inputs(**spec))
+    assert streamed.error is None, streamed.message
+    assert [chunk.shape for chunk in streamed.chunks] == [
+        (16 * FRAME_SAMPLES,),
+        (64 * FRAME_SAMPLES,),
+        (64 * FRAME_SAMPLES,),
+        (6 * FRAME_SAMPLES,),
+    ]
+    assert all(chunk.dtype == np.float32 for chunk in streamed.chunks)
+
+    codes = run(speech_triton.url, "text2semantic", speech_inputs(**spec)).joined(axis=1)
+    assert codes.shape == (10, 150)
+    torch.set_num_threads(1)
+    whole = Codec.from_checkpoint(tiny_checkpoint).decode_chunked(torch.from_numpy(codes), PLAN).numpy()
+    np.testing.assert_allclose(streamed.joined(axis=0), whole, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "parameters", "message"),
+    [
+        (speech_inputs("  "), None, "text is empty"),
+        (speech_inputs("x", reference_codes=np.full((10, 3), 5000, np.int32)), None, "semantic codes"),
+        (speech_inputs("x", top_p=1.5), None, "top_p"),
+        (speech_inputs("x"), {"mystery": True}, "unknown request parameters ['mystery']"),
+    ],
+)
+def test_bad_input_is_invalid_input_and_tts_keeps_serving(
+    speech_triton: SpeechServer, inputs: list[Any], parameters: dict[str, Any] | None, message: str
+) -> None:
+    call = run(speech_triton.url, MODEL, inputs, parameters=parameters)
+    assert call.message.startswith("INVALID_INPUT: ") and message in call.message, call.message
+    assert call.chunks == []
+    ok = run(speech_triton.url, MODEL, speech_inputs("ok", seed=2, max_new_frames=3))
+    assert ok.error is None and ok.joined(axis=0).shape == (3 * FRAME_SAMPLES,)
+
+
+def test_cancelled_tts_stream_frees_its_text2semantic_slot(speech_triton: SpeechServer) -> None:
+    """tts holds one of text2semantic's 3 slots, two long requests the others; a short request waits.
+
+    Cancelling the tts stream must free its slot (tts forwards the cancel), so the short request runs at once.
+    """
+    speech = Call(speech_triton.url, MODEL, "pcm").start(speech_inputs("spoken " * 20, seed=1, max_new_frames=900))
+    speech.wait_first_chunk()  # 64 frames generated and decoded: its slot is in use
+    long_requests = [
+        Call(speech_triton.url, "text2semantic", "codes").start(speech_inputs("long " * 20, seed=i, max_new_frames=900))
+        for i in (2, 3)
+    ]
+    for call in long_requests:
+        call.wait_first_chunk()
+    waiting = Call(speech_triton.url, "text2semantic", "codes").start(speech_inputs("short", seed=4, max_new_frames=8))
+    assert waiting.pump(1.0) is False  # every slot is taken
+    speech.cancel()
+    assert waiting.pump(60), "the waiting request never got the slot of the cancelled tts stream"
+    waiting.close()
+    assert waiting.error is None and waiting.joined(axis=1).shape == (10, 8)
+    for call in long_requests:
+        assert call.finished_at is None and not call.pump(0.1)  # still running: the slot came from the cancel
+        call.cancel()
+        call.close()
+    speech.close()

@@ -1,0 +1,308 @@
+"""Batched forward passes over a fish-speech ``DualARTransformer``, with per-slot KV-cache positions.
+
+Upstream's ``forward_generate`` decodes one sequence with one shared ``input_pos``. Here many sequences
+("slots") share each step, each at its own position. The maths is composed from the model's own modules
+and weights: its embeddings, each ``TransformerBlock``'s ``attention.wqkv``/``attention.wo``/q-k norms,
+``attention_norm``, ``ffn_norm`` and ``feed_forward``, its final norms and heads, its RoPE tables
+(``freqs_cis``) and ``apply_rotary_emb``. Only the attention call itself (which positions a query may
+see) is ours, because that is exactly what differs between slots.
+
+Shapes: ``C`` codebooks; a frame is ``C + 1`` ints (token id, then the C codes); ``S`` slots; ``T`` slot
+capacity (positions). All functions are pure tensor code with no host synchronisation, so a decode step
+over a fixed (batch, kv length) can be captured in a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from fish_speech.models.text2semantic.llama import Attention, DualARTransformer, TransformerBlock, apply_rotary_emb
+
+from voicereel.engine.prompt import TokenSpace
+from voicereel.engine.sampling import sample_tensors
+
+
+@dataclass
+class SlowCache:
+    """KV cache of the slow transformer: ``[layers, S, kv_heads, T, head_dim]`` for keys and values."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+
+    @property
+    def capacity(self) -> int:
+        return int(self.k.shape[3])
+
+
+@dataclass
+class FastCache:
+    """Scratch KV cache of the fast transformer, ``[fast_layers, S, heads, C, head_dim]``, rewritten per frame."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+
+
+def _rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Upstream's ``apply_rotary_emb`` with a different position per (row, token).
+
+    ``x`` ``[B, L, H, D]``, ``freqs`` ``[B, L, D/2, 2]``. Upstream broadcasts one table row per token over
+    the batch, so fold batch into its sequence axis, where each token gets its own row.
+    """
+    b, length, heads, dim = x.shape
+    rotated = apply_rotary_emb(x.reshape(1, b * length, heads, dim), freqs.reshape(b * length, dim // 2, 2))
+    return rotated.view(b, length, heads, dim)
+
+
+def _project_qkv(
+    attention: Attention, x: torch.Tensor, freqs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries ``[B, H, L, D]`` and keys/values ``[B, KV, L, D]`` of ``x`` ``[B, L, dim]`` (RoPE applied)."""
+    b, length, _ = x.shape
+    head_dim = attention.head_dim
+    q_size, kv_size = attention.n_head * head_dim, attention.n_local_heads * head_dim
+    q, k, v = attention.wqkv(x).split([q_size, kv_size, kv_size], dim=-1)
+    q = q.view(b, length, attention.n_head, head_dim)
+    k = k.view(b, length, attention.n_local_heads, head_dim)
+    v = v.view(b, length, attention.n_local_heads, head_dim)
+    if attention.attention_qk_norm:
+        q, k = attention.q_norm(q), attention.k_norm(k)
+    q, k = _rope(q, freqs), _rope(k, freqs)
+    return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+
+def _attend(
+    attention: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool
+) -> torch.Tensor:
+    """Grouped-query attention and the output projection; returns ``[B, L, dim]``."""
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
+    b, _, length, _ = q.shape
+    return attention.wo(y.transpose(1, 2).reshape(b, length, attention.n_head * attention.head_dim))
+
+
+def _block_tail(block: TransformerBlock, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+    """Residual around attention, then the block's feed-forward with its residual."""
+    h = x + attended
+    return h + block.feed_forward(block.ffn_norm(h))
+
+
+def _attend_one(
+    attention: Attention, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Attention of one query per row ``q`` ``[B, H, 1, D]`` over ``keys``/``values`` ``[B, KV, T, D]``.
+
+    The ``H / KV`` query heads that share a KV head become that head's query rows, so SDPA reads each KV
+    head once instead of a copy repeated per query head (what ``enable_gqa`` does on the masked path).
+    Same maths: head ``h`` attends KV head ``h // (H / KV)``, as upstream's ``repeat_interleave``.
+    """
+    b, heads, _, dim = q.shape
+    kv_heads = keys.shape[1]
+    grouped = q.reshape(b, kv_heads, heads // kv_heads, dim)
+    y = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask)
+    return attention.wo(y.reshape(b, 1, heads * dim))
+
+
+def decode_pre(block: TransformerBlock, x: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A block's work before its cache write, for one token per row ``x`` ``[B, 1, dim]``: q, k, v."""
+    return _project_qkv(block.attention, block.attention_norm(x), freqs)
+
+
+def decode_post(
+    block: TransformerBlock,
+    x: torch.Tensor,
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """A block's work after its cache write: attention over the cache prefix, output projection, FFN."""
+    return _block_tail(block, x, _attend_one(block.attention, q, keys, values, mask))
+
+
+@dataclass(frozen=True)
+class DecodeKernels:
+    """The pure pieces of a decode step, eager or ``torch.compile``'d (cache writes stay outside them)."""
+
+    pre: Any
+    post: Any
+    sample: Any
+
+    @classmethod
+    def eager(cls) -> DecodeKernels:
+        return cls(decode_pre, decode_post, sample_tensors)
+
+    @classmethod
+    def compiled(cls, backend: str) -> DecodeKernels:
+        """Compiled with dynamic shapes, so every (batch, kv) bucket reuses one graph per piece and block kind.
+
+        Modules are inlined (their parameters become graph inputs), so one graph serves every layer.
+        """
+        import torch._dynamo
+        import torch.fx.experimental._config as fx_config
+
+        # Size 1 (batch 1, one cached codebook) would otherwise get graphs of its own: fewer graphs to compile.
+        if hasattr(fx_config, "backed_size_oblivious"):
+            fx_config.backed_size_oblivious = True
+        limit = max(int(torch._dynamo.config.cache_size_limit), 64)
+        torch._dynamo.config.cache_size_limit = limit
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            int(torch._dynamo.config.accumulated_cache_size_limit), 8 * limit
+        )
+        pieces = (decode_pre, decode_post, sample_tensors)
+        return cls(*(torch.compile(fn, backend=backend, dynamic=True) for fn in pieces))
+
+
+class BatchedDualAR:
+    """A loaded ``DualARTransformer`` seen as batched prefill/decode functions over slot caches.
+
+    ``allow_end`` keeps ``<|im_end|>`` in the slow head's choices; a benchmark checkpoint turns it off so
+    every request runs to its frame budget. ``residual_size`` is how many entries of the fast head are
+    valid residual codes (the codec's residual codebooks; upstream uses 1024).
+    """
+
+    def __init__(
+        self,
+        model: DualARTransformer,
+        residual_size: int = 1024,
+        allow_end: bool = True,
+        compile_backend: str | None = None,
+    ) -> None:
+        config = model.config
+        # torch.compile the decode pieces (``"inductor"`` on a GPU): fewer, fused kernels per step.
+        self.kernels = DecodeKernels.compiled(compile_backend) if compile_backend else DecodeKernels.eager()
+        self.model = model
+        self.config: Any = config
+        self.tokens = TokenSpace.from_tokenizer(model.tokenizer)
+        self.num_codebooks = int(config.num_codebooks)
+        self.codebook_size = int(config.codebook_size)
+        if self.tokens.num_semantic > self.codebook_size:
+            raise ValueError("more semantic tokens than entries in the first codebook")
+        self.residual_size = min(residual_size, self.codebook_size)
+        self.allow_end = allow_end
+        weight = model.embeddings.weight if config.tie_word_embeddings else model.output.weight
+        head_ids = list(range(self.tokens.semantic_begin_id, self.tokens.semantic_begin_id + self.tokens.num_semantic))
+        if allow_end:
+            head_ids.append(self.tokens.im_end_id)
+        # The slow head restricted to the tokens generation may produce: semantic ids (+ im_end). Row i of
+        # the restricted logits is semantic code i; row num_semantic is the end token.
+        self.head_weight = weight.detach()[torch.tensor(head_ids, device=weight.device)].clone()
+        self.device = weight.device
+        self.dtype = weight.dtype
+        self.codebook_offsets = (
+            torch.arange(self.num_codebooks, device=self.device, dtype=torch.long) * self.codebook_size
+        )
+
+    # --- caches ----------------------------------------------------------------------------------------
+
+    def new_slow_cache(self, slots: int, capacity: int) -> SlowCache:
+        if capacity > self.config.max_seq_len:
+            raise ValueError(f"slot capacity {capacity} exceeds the model's max_seq_len {self.config.max_seq_len}")
+        shape = (self.config.n_layer, slots, self.config.n_local_heads, capacity, self.config.head_dim)
+        return SlowCache(
+            torch.zeros(shape, device=self.device, dtype=self.dtype),
+            torch.zeros(shape, device=self.device, dtype=self.dtype),
+        )
+
+    def new_fast_cache(self, slots: int) -> FastCache:
+        config = self.config
+        shape = (config.n_fast_layer, slots, config.fast_n_local_heads, self.num_codebooks, config.fast_head_dim)
+        return FastCache(
+            torch.zeros(shape, device=self.device, dtype=self.dtype),
+            torch.zeros(shape, device=self.device, dtype=self.dtype),
+        )
+
+    # --- slow transformer ------------------------------------------------------------------------------
+
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of frames ``[B, C + 1, L]`` -> ``[B, L, dim]``, as upstream's forward_generate.
+
+        Codebook embeddings count only where the token is semantic (upstream zeroes them elsewhere), and
+        are scaled when the config says ``scale_codebook_embeddings``.
+        """
+        model = self.model
+        tokens = frames[:, 0]
+        codes = frames[:, 1:] + self.codebook_offsets[None, :, None]
+        code_sum = model.codebook_embeddings(codes).sum(dim=1)
+        begin = self.tokens.semantic_begin_id
+        is_semantic = (tokens >= begin) & (tokens < begin + self.tokens.num_semantic)
+        x = model.embeddings(tokens) + code_sum * is_semantic[..., None].to(code_sum.dtype)
+        if self.config.scale_codebook_embeddings:
+            x = torch.where(is_semantic[..., None], x / math.sqrt(self.num_codebooks + 1), x)
+        return x
+
+    def prefill(self, cache: SlowCache, slot: int, prompt: torch.Tensor) -> torch.Tensor:
+        """Run the prompt ``[C + 1, L]`` of one slot from position 0; fills its KV rows 0..L-1.
+
+        Returns the last position's hidden state ``[1, dim]`` (before the final norm).
+        """
+        length = prompt.shape[1]
+        x = self.embed(prompt[None].to(self.device, torch.long))
+        freqs = self.model.freqs_cis[:length][None]
+        for index, block in enumerate(self.model.layers):
+            q, k, v = _project_qkv(block.attention, block.attention_norm(x), freqs)
+            cache.k[index, slot, :, :length] = k[0]
+            cache.v[index, slot, :, :length] = v[0]
+            x = _block_tail(block, x, _attend(block.attention, q, k, v, None, causal=True))
+        return x[:, -1]
+
+    def decode_slow(
+        self, cache: SlowCache, frames: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor, kv_len: int
+    ) -> torch.Tensor:
+        """One token for each of the first ``B`` slots: frame ``[B, C + 1]`` goes to position ``positions[b]``.
+
+        ``rows`` is ``arange(B)`` (kept by the caller so CUDA graphs see a static tensor); ``kv_len`` bounds
+        the attended cache prefix and must exceed every position. Returns hidden states ``[B, dim]``.
+        """
+        batch = frames.shape[0]
+        x = self.embed(frames[:, :, None])
+        freqs = self.model.freqs_cis[positions][:, None]
+        visible = torch.arange(kv_len, device=positions.device)[None, :] <= positions[:, None]
+        mask = visible[:, None, None, :]
+        pre, post = self.kernels.pre, self.kernels.post
+        for index, block in enumerate(self.model.layers):
+            q, k, v = pre(block, x, freqs)
+            keys, values = cache.k[index, :batch], cache.v[index, :batch]
+            keys[rows, :, positions] = k[:, :, 0]
+            values[rows, :, positions] = v[:, :, 0]
+            x = post(block, x, q, keys[:, :, :kv_len], values[:, :, :kv_len], mask)
+        return x[:, 0]
+
+    def slow_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Restricted slow-head logits ``[B, num_semantic (+1)]`` from hidden states ``[B, dim]``."""
+        return F.linear(self.model.norm(hidden), self.head_weight)
+
+    # --- fast transformer ------------------------------------------------------------------------------
+
+    def fast_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The fast transformer's first input: the slow hidden state projected to the fast width."""
+        return self.model.fast_project_in(hidden)
+
+    def fast_code_input(self, codes: torch.Tensor) -> torch.Tensor:
+        """The fast transformer's input for a sampled code ``[B]``."""
+        return self.model.fast_embeddings(codes)
+
+    def fast_forward(self, cache: FastCache, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Codebook position ``index`` of the fast transformer for ``x`` ``[B, fast_dim]``.
+
+        All rows are at the same codebook position, so the mask is a plain prefix. Returns the output
+        hidden state ``[B, fast_dim]`` (before the fast norm).
+        """
+        batch = x.shape[0]
+        h = x[:, None]
+        freqs = self.model.fast_freqs_cis[index : index + 1][None].expand(batch, 1, -1, -1)
+        pre, post = self.kernels.pre, self.kernels.post
+        for layer_index, block in enumerate(self.model.fast_layers):
+            q, k, v = pre(block, h, freqs)
+            keys, values = cache.k[layer_index, :batch], cache.v[layer_index, :batch]
+            keys[:, :, index] = k[:, :, 0]
+            values[:, :, index] = v[:, :, 0]
+            h = post(block, h, q, keys[:, :, : index + 1], values[:, :, : index + 1], None)
+        return h[:, 0]
+
+    def fast_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Residual-code logits ``[B, residual_size]`` from a fast hidden state ``[B, fast_dim]``."""
+        weight = self.model.fast_output.weight[: self.residual_size]
+        return F.linear(self.model.fast_norm(hidden), weight)

@@ -1,0 +1,289 @@
+"""The codec: 44.1 kHz mono PCM <-> codes `[10, T]`, with decoding in fixed-shape windows so requests batch.
+
+fish-speech's DAC is causal end to end (causal convolutions, causal transposed convolutions, causal windowed
+attention), so the audio of frame t depends on codes <= t only. Two consequences drive this module:
+
+- Right padding never changes earlier output. Encoding a batch of clips padded to the longest gives each clip
+  the codes it gets alone, and a decode window can be left-aligned and padded on the right to a fixed shape.
+- A chunk needs left context only. Its audio is exact once the context covers the codec's receptive field: the
+  convolutions reach back under 6 frames (measured in tests; the tiny codec keeps the real kernels, strides
+  and dilations, so this holds for the real one), the quantizer's causal attention 128 frames per layer (8
+  layers in the real codec). The default context of 64 frames covers the convolutions ten times over and half an
+  attention window; the attention tail beyond it is the approximation, measured in tests/engine/test_codec.py
+  and README (tolerance stated there). Chunks are concatenated after trimming the context: no crossfade is
+  needed because the overlap is only ever input, never two outputs to blend.
+
+Window layout (what `codec_decoder` receives): `codes[10, context + chunk]`, left-aligned: `context_frames`
+frames of context, then up to `chunk` frames to render, then padding. The first chunk of an utterance has no
+context, i.e. it is decoded exactly as the whole utterance starts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from voicereel.engine.checkpoints import load_codec
+
+SAMPLE_RATE = 44_100
+FRAME_SAMPLES = 2048  # samples per code frame: 44100 / 2048 = 21.53 frames per second
+NUM_CODEBOOKS = 10
+SEMANTIC_CODEBOOK_SIZE = 4096  # codebook 0
+RESIDUAL_CODEBOOK_SIZE = 1024  # codebooks 1..9
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Fixed decode-window shape: `context_frames` of left context + `chunk_frames` rendered per window."""
+
+    chunk_frames: int = 64
+    context_frames: int = 64
+    # The utterance's first chunk may be shorter (same window shape, fewer frames rendered): its audio can
+    # start as soon as these frames exist. 0 = chunk_frames.
+    first_chunk_frames: int = 0
+
+    def __post_init__(self) -> None:
+        if self.chunk_frames < 1 or self.context_frames < 0:
+            raise ValueError(f"bad chunk plan {self}: chunk_frames >= 1 and context_frames >= 0 required")
+        if not 0 <= self.first_chunk_frames <= self.chunk_frames:
+            raise ValueError(f"bad chunk plan {self}: first_chunk_frames must be in 0..chunk_frames")
+
+    def chunk_end(self, start: int) -> int:
+        """Where the chunk that starts at frame ``start`` ends (before clipping to the utterance)."""
+        if start == 0 and self.first_chunk_frames:
+            return self.first_chunk_frames
+        return start + self.chunk_frames
+
+    @property
+    def window_frames(self) -> int:
+        return self.context_frames + self.chunk_frames
+
+
+@dataclass(frozen=True)
+class DecodeWindow:
+    """One fixed-shape decode request: render frames [context_frames, num_frames) of `codes`."""
+
+    codes: torch.Tensor  # int32 [10, plan.window_frames], left-aligned, padded on the right
+    context_frames: int
+    num_frames: int
+
+
+def validate_pcm(pcm: Any) -> torch.Tensor:
+    """Mono float PCM in [-1, 1] as a float32 tensor [N]; ValueError with a clear message otherwise."""
+    tensor = torch.as_tensor(pcm)
+    if tensor.ndim != 1:
+        raise ValueError(f"pcm must be mono with shape [samples], got shape {list(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise ValueError("pcm is empty")
+    if not tensor.is_floating_point():
+        raise ValueError(f"pcm must be float samples in [-1, 1], got dtype {tensor.dtype}")
+    tensor = tensor.to(torch.float32)
+    if not torch.isfinite(tensor).all():
+        raise ValueError("pcm contains NaN or infinite samples")
+    peak = float(tensor.abs().max())
+    if peak > 1.0:
+        raise ValueError(f"pcm must lie in [-1, 1] (peak {peak:.3f}); normalise before encoding")
+    return tensor
+
+
+def validate_codes(codes: Any, frames: int | None = None) -> torch.Tensor:
+    """Codes `[10, T]` with codebook 0 in 0..4095 and 1..9 in 0..1023, as int64; ValueError otherwise."""
+    tensor = torch.as_tensor(codes)
+    if tensor.ndim != 2 or tensor.shape[0] != NUM_CODEBOOKS:
+        raise ValueError(f"codes must have shape [{NUM_CODEBOOKS}, frames], got {list(tensor.shape)}")
+    if tensor.shape[1] == 0:
+        raise ValueError("codes are empty (0 frames)")
+    if frames is not None and tensor.shape[1] != frames:
+        raise ValueError(f"codes must have exactly {frames} frames, got {tensor.shape[1]}")
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise ValueError(f"codes must be integers, got dtype {tensor.dtype}")
+    tensor = tensor.to(torch.int64)
+    for rows, size, name in (
+        (slice(0, 1), SEMANTIC_CODEBOOK_SIZE, "semantic codebook 0"),
+        (slice(1, None), RESIDUAL_CODEBOOK_SIZE, "residual codebooks 1..9"),
+    ):
+        part = tensor[rows]
+        low, high = int(part.min()), int(part.max())
+        if low < 0 or high >= size:
+            raise ValueError(f"{name} must be in 0..{size - 1}, got values in {low}..{high}")
+    return tensor
+
+
+def frames_for_samples(num_samples: int) -> int:
+    return math.ceil(num_samples / FRAME_SAMPLES)
+
+
+def plan_windows(codes: torch.Tensor, plan: ChunkPlan) -> list[DecodeWindow]:
+    """Cut validated codes `[10, T]` into fixed-shape windows, one per chunk of `plan.chunk_frames` frames."""
+    total = codes.shape[1]
+    windows = []
+    start = 0
+    while start < total:
+        end = min(plan.chunk_end(start), total)
+        windows.append(make_window(codes, start, end, plan))
+        start = end
+    return windows
+
+
+def make_window(codes: torch.Tensor, start: int, end: int, plan: ChunkPlan) -> DecodeWindow:
+    """The window that renders frames [start, end) of `codes` (a prefix of the utterance is enough)."""
+    if not 0 <= start < end <= codes.shape[1] or end - start > plan.chunk_frames:
+        raise ValueError(f"chunk [{start}, {end}) does not fit {codes.shape[1]} frames and {plan}")
+    first = max(0, start - plan.context_frames)
+    window = torch.zeros((NUM_CODEBOOKS, plan.window_frames), dtype=torch.int32)
+    window[:, : end - first] = codes[:, first:end]
+    return DecodeWindow(codes=window, context_frames=start - first, num_frames=end - first)
+
+
+def bucket_sizes(max_batch: int) -> tuple[int, ...]:
+    """1, 2, 4, 8, then every multiple of 8 below `max_batch`, then `max_batch` itself.
+
+    Multiples of 8 rather than powers of two past 8: a batch of 17 padded to 32 would nearly double the work
+    (seen on the H200 at 32 streams); padded to 24 it costs at most 7 extra windows.
+    """
+    sizes = [size for size in (1, 2, 4) if size < max_batch]
+    sizes += list(range(8, max_batch, 8))
+    return (*sizes, max_batch)
+
+
+def fold_weight_norms(model: torch.nn.Module) -> int:
+    """Replace weight-normed convolutions' (g, v) by the weight they compute, once, instead of on every call.
+
+    Inference only (same maths; the weights are no longer trainable in g/v form). Covers both forms the codec
+    uses: torch.nn.utils.parametrizations (fish-speech's causal convs) and the older hook (descript's WNConv1d).
+    Returns how many were folded.
+    """
+    from torch.nn.utils import parametrize, remove_weight_norm
+
+    folded = 0
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            folded += 1
+        elif hasattr(module, "weight_g") and hasattr(module, "weight_v"):
+            remove_weight_norm(module)
+            folded += 1
+    return folded
+
+
+class WindowedDecoding:
+    """Whole, windowed and chunked decoding, built on the subclass's batched `decode_codes([B, 10, T])`.
+
+    Shared by the PyTorch `Codec` and the ONNX Runtime codec, so both cut and trim windows the same way.
+    """
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, codes: Any) -> torch.Tensor:
+        """Whole-sequence decode of codes `[10, T]`: float32 PCM `[T * 2048]`."""
+        return self.decode_codes(validate_codes(codes)[None])[0]
+
+    def decode_windows(self, windows: Sequence[DecodeWindow]) -> list[torch.Tensor]:
+        """Decode equally shaped windows in one call; returns each window's rendered PCM (context trimmed)."""
+        if not windows:
+            return []
+        audio = self.decode_codes(torch.stack([w.codes for w in windows]))
+        return [
+            audio[row, w.context_frames * FRAME_SAMPLES : w.num_frames * FRAME_SAMPLES] for row, w in enumerate(windows)
+        ]
+
+    def decode_chunked(self, codes: Any, plan: ChunkPlan, batch_size: int = 16) -> torch.Tensor:
+        """Decode `[10, T]` as fixed-shape windows, `batch_size` per call, and concatenate: float32 `[T * 2048]`."""
+        windows = plan_windows(validate_codes(codes), plan)
+        pieces: list[torch.Tensor] = []
+        for first in range(0, len(windows), batch_size):
+            pieces.extend(self.decode_windows(windows[first : first + batch_size]))
+        return torch.cat(pieces)
+
+
+class Codec(WindowedDecoding):
+    """fish-speech's DAC behind validated, batched encode and decode calls."""
+
+    def __init__(self, dac: Any, device: torch.device | str = "cpu") -> None:
+        self.dac = dac
+        self.device = torch.device(device)
+        self.dtype = next(dac.parameters()).dtype
+        self.batch_buckets: tuple[int, ...] = ()  # set by compile_decoder: decode batches are padded up to these
+        if dac.sample_rate != SAMPLE_RATE or dac.frame_length != FRAME_SAMPLES:
+            raise ValueError(f"codec runs at {dac.sample_rate} Hz / {dac.frame_length} samples per frame")
+
+    def compile_decoder(self, max_batch: int) -> None:
+        """torch.compile the waveform decoder (1.4x the decode throughput of an H200 at batch 16, measured).
+
+        Compiled code is specialised per input shape, so batches are padded up to a bucket size (see
+        `bucket_sizes`: 7 compilations for max_batch 32), which `warm_up` pays before serving.
+        """
+        self.dac.decoder = torch.compile(self.dac.decoder, dynamic=False)
+        self.batch_buckets = bucket_sizes(max_batch)
+
+    def warm_up(self, plan: ChunkPlan) -> None:
+        """Decode one dummy batch per bucket size so compilation happens now, not on a request."""
+        dummy = torch.zeros((NUM_CODEBOOKS, plan.window_frames), dtype=torch.int32)
+        for size in self.batch_buckets or (1,):
+            self.decode_codes(dummy[None].expand(size, -1, -1))
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        ckpt_dir: Path | str,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        fold_weight_norm: bool = False,
+    ) -> Codec:
+        dac = load_codec(ckpt_dir, device, dtype)
+        if fold_weight_norm:
+            fold_weight_norms(dac)
+        return cls(dac, device)
+
+    @property
+    def max_encode_samples(self) -> int:
+        """Longest clip the encoder's attention tables (RoPE, causal mask: `block_size`) can hold."""
+        hop = int(np.prod(self.dac.encoder_rates))
+        limits = [m.config.block_size * hop for m in self.dac.encoder.modules() if hasattr(m, "causal_mask")]
+        limits.append(self.dac.quantizer.pre_module.config.block_size * FRAME_SAMPLES)
+        return min(limits)
+
+    @torch.inference_mode()
+    def encode_batch(self, clips: Sequence[Any]) -> list[torch.Tensor]:
+        """Encode clips of any lengths in one call (right-padded: exact, the encoder is causal).
+
+        Returns int32 codes `[10, ceil(samples / 2048)]` per clip, on the CPU.
+        """
+        if not clips:
+            return []
+        tensors = [validate_pcm(clip) for clip in clips]
+        longest = max(t.numel() for t in tensors)
+        if longest > self.max_encode_samples:
+            raise ValueError(
+                f"clip of {longest / SAMPLE_RATE:.1f} s exceeds the encoder's "
+                f"{self.max_encode_samples / SAMPLE_RATE:.1f} s"
+            )
+        padded = frames_for_samples(longest) * FRAME_SAMPLES
+        batch = torch.zeros((len(tensors), 1, padded), dtype=self.dtype, device=self.device)
+        for row, tensor in enumerate(tensors):
+            batch[row, 0, : tensor.numel()] = tensor.to(self.device, self.dtype)
+        codes, _ = self.dac.encode(batch)
+        return [codes[row, :, : frames_for_samples(t.numel())].to("cpu", torch.int32) for row, t in enumerate(tensors)]
+
+    def encode(self, pcm: Any) -> torch.Tensor:
+        """Codes int32 `[10, T]` of one mono 44.1 kHz clip."""
+        return self.encode_batch([pcm])[0]
+
+    @torch.inference_mode()
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Decode a batch of equally long code sequences `[B, 10, T]` in one call: float32 PCM `[B, T * 2048]`."""
+        codes = codes.to(self.device, torch.int64)
+        batch = codes.shape[0]
+        bucket = next((size for size in self.batch_buckets if size >= batch), batch)
+        if bucket > batch:  # padding rows are decoded and dropped: batch items do not interact
+            codes = torch.cat([codes, codes[:1].expand(bucket - batch, -1, -1)])
+        lengths = torch.full((bucket,), codes.shape[2], device=self.device, dtype=torch.int64)
+        audio, _ = self.dac.decode(codes, lengths)
+        return audio[:batch, 0].to(torch.float32)

@@ -1,0 +1,81 @@
+"""Running the decode step: eagerly, or as CUDA graphs captured per (batch bucket, kv-length bucket).
+
+A decode step over ``batch`` slots attending ``kv_len`` cache positions has static shapes, and it reads
+and writes only the engine's static slot tensors, so on CUDA one graph per bucket pair replays it
+without any Python or launch overhead. Buckets keep the number of graphs small: batch rounds up to a
+power of two (capped at the slot count), kv length to a multiple of a block (capped at the capacity).
+
+Capturing needs a warm-up run, which executes the step for real. The warm-up's effects on the slot
+rows (frame, position, counters, penalty ring) are undone from a snapshot; its cache writes land at the
+same positions the replay writes next, with the same values, so they need no undo.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from voicereel.engine.batched import BatchedDualAR
+from voicereel.engine.step import HashTables, SlotState, decode_step
+
+if TYPE_CHECKING:
+    from torch.cuda import _POOL_HANDLE
+
+
+def bucket_batch(needed: int, max_slots: int) -> int:
+    """Smallest power of two >= ``needed``, capped at ``max_slots``."""
+    if not 0 < needed <= max_slots:
+        raise ValueError(f"batch {needed} outside 1..{max_slots}")
+    return min(1 << (needed - 1).bit_length(), max_slots)
+
+
+def bucket_kv_len(needed: int, block: int, capacity: int) -> int:
+    """``needed`` rounded up to a multiple of ``block``, capped at ``capacity``."""
+    if not 0 < needed <= capacity:
+        raise ValueError(f"kv length {needed} outside 1..{capacity}")
+    return min(-(-needed // block) * block, capacity)
+
+
+class DecodeRunner:
+    """Runs ``decode_step`` for a bucket pair, through a captured CUDA graph when enabled."""
+
+    def __init__(self, model: BatchedDualAR, state: SlotState, tables: HashTables, use_graphs: bool) -> None:
+        if use_graphs and state.frame.device.type != "cuda":
+            raise ValueError("CUDA graphs need the engine on a CUDA device")
+        self.model = model
+        self.state = state
+        self.tables = tables
+        self.use_graphs = use_graphs
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        self._pool: _POOL_HANDLE | None = None
+
+    def step(self, batch: int, kv_len: int) -> None:
+        if not self.use_graphs:
+            decode_step(self.model, self.state, self.tables, batch, kv_len)
+            return
+        graph = self.graphs.get((batch, kv_len))
+        if graph is None:
+            graph = self._capture(batch, kv_len)
+            self.graphs[(batch, kv_len)] = graph
+        graph.replay()
+
+    def _row_tensors(self, batch: int) -> list[torch.Tensor]:
+        state = self.state
+        return [state.frame[:batch], state.position[:batch], state.frame_index[:batch], state.history[:batch]]
+
+    def _capture(self, batch: int, kv_len: int) -> torch.cuda.CUDAGraph:
+        snapshot = [tensor.clone() for tensor in self._row_tensors(batch)]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            decode_step(self.model, self.state, self.tables, batch, kv_len)
+        torch.cuda.current_stream().wait_stream(side)
+        for tensor, saved in zip(self._row_tensors(batch), snapshot, strict=True):
+            tensor.copy_(saved)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            decode_step(self.model, self.state, self.tables, batch, kv_len)
+        return graph

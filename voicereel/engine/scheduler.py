@@ -1,0 +1,316 @@
+"""The continuous-batching engine: requests join and leave a shared decode loop between steps.
+
+Public surface::
+
+    engine = Engine(BatchedDualAR(model), EngineConfig(...))
+    engine.submit(GenerationRequest(...))   # any thread; raises RequestError for input that cannot run
+    engine.cancel(request_id)               # any thread; the slot is freed at the next step
+    engine.start() / engine.stop()          # background loop thread (Triton), or call engine.step() (tests)
+
+One ``step()``: take new requests and cancellations, free cancelled slots, prefill waiting sequences into
+free slots (each prefill yields the sequence's first frame), then one batched decode step over the slot
+prefix that holds every decoding sequence, then hand each request its frames. A request's chunks run one
+after another in the slot it holds, each prefilled with the previous chunk as context.
+
+Only the loop thread touches tensors. The one host synchronisation per step is the copy of the new
+frames to the host (streaming needs them there anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from voicereel.engine.batched import BatchedDualAR
+from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams, chunk_seed
+from voicereel.engine.graphs import DecodeRunner, bucket_batch, bucket_kv_len
+from voicereel.engine.prompt import PromptError, VoiceTurn, build_prompt
+from voicereel.engine.stage_times import StageTimes
+from voicereel.engine.step import SlotState, hash_tables, new_state, prefill_slot
+
+log = logging.getLogger(__name__)
+
+
+class RequestError(ValueError):
+    """A request that can never run (too long for a slot, no text, bad parameters). User-facing message."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine sizing. ``slot_capacity`` bounds prompt + generated frames of one chunk."""
+
+    max_slots: int = 8
+    slot_capacity: int = 4096
+    stream_frames: int = 8  # frames per streamed code chunk (the last chunk of a request may be shorter)
+    budget: FrameBudget = field(default_factory=FrameBudget)
+    kv_block: int = 256  # attended cache length is rounded up to a multiple of this
+    cancel_poll_steps: int = 8  # poll a request's is_cancelled() every this many steps
+    cuda_graphs: bool = False  # capture decode steps per (batch, kv) bucket; CUDA only
+
+
+@dataclass
+class _Running:
+    """Host-side bookkeeping of one admitted request."""
+
+    request: GenerationRequest
+    sampling: SamplingParams
+    prompt: torch.Tensor  # the current chunk's prompt, until it is prefilled
+    slot: int = -1
+    chunk: int = 0
+    chunk_budget: int = 0
+    position: int = 0  # mirrors SlotState.position of the slot
+    decoding: bool = False
+    chunk_frames: list[np.ndarray] = field(default_factory=list)  # [C] code columns of the current chunk
+    unsent: int = 0  # trailing frames of chunk_frames not streamed yet
+    frames_total: int = 0
+    steps: int = 0
+
+
+class Engine:
+    def __init__(self, model: BatchedDualAR, config: EngineConfig | None = None) -> None:
+        self.model = model
+        self.config = config or EngineConfig()
+        self.tokenizer = model.model.tokenizer
+        self.state: SlotState = new_state(model, self.config.max_slots, self.config.slot_capacity)
+        self.tables = hash_tables(model)
+        self.runner = DecodeRunner(model, self.state, self.tables, use_graphs=self.config.cuda_graphs)
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._inbox: list[_Running] = []
+        self._cancels: set[str] = set()
+        self._waiting: deque[_Running] = deque()
+        self._by_slot: dict[int, _Running] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.times = StageTimes("text2semantic engine", log)
+
+    # --- any thread -----------------------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> None:
+        """Check and queue a request. Raises RequestError when it could never run."""
+        try:
+            sampling = request.sampling.validated()
+        except ValueError as exc:
+            raise RequestError(str(exc)) from exc
+        chunks = [chunk for chunk in request.chunks if chunk.strip()]
+        if not chunks:
+            raise RequestError("text is empty")
+        if request.max_new_frames is not None and request.max_new_frames <= 0:
+            raise RequestError("max_new_frames must be positive")
+        request.chunks = chunks
+        try:
+            prompt = build_prompt(self.tokenizer, self.model.num_codebooks, chunks[0], request.references)
+        except PromptError as exc:
+            raise RequestError(str(exc)) from exc
+        # Prompt length is additive over parts: every chunk must fit with the references alone.
+        voice_len = prompt.shape[1] - len(self.tokenizer.encode(chunks[0]))
+        for chunk in chunks:
+            budget = self._chunk_budget(chunk, request.max_new_frames)
+            need = voice_len + len(self.tokenizer.encode(chunk)) + budget
+            if need > self.config.slot_capacity:
+                raise RequestError(
+                    f"prompt plus frame budget ({need} positions) exceeds the slot capacity "
+                    f"({self.config.slot_capacity}); use a shorter reference or text chunks"
+                )
+        with self._lock:
+            self._inbox.append(_Running(request, sampling, prompt))
+        self._wakeup.set()
+
+    def cancel(self, request_id: str) -> None:
+        """Stop a request; its slot is free at the next step and on_done gets ``cancelled``."""
+        with self._lock:
+            self._cancels.add(request_id)
+        self._wakeup.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="text2semantic-engine", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    # --- introspection (tests, metrics) ---------------------------------------------------------------
+
+    @property
+    def busy_slots(self) -> list[int]:
+        return sorted(self._by_slot)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting) + len(self._inbox)
+
+    # --- loop thread ----------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            if not self.step():
+                self._wakeup.wait(timeout=0.5)
+                self._wakeup.clear()
+
+    @torch.inference_mode()
+    def step(self) -> bool:
+        """One engine iteration; returns whether work remains."""
+        with self._lock:
+            self._waiting.extend(self._inbox)
+            self._inbox.clear()
+            cancels, self._cancels = self._cancels, set()
+        with self.times.stage("reap"):
+            self._reap(cancels)
+        with self.times.stage("admit"):
+            self._admit()
+        decoding = [run for run in self._by_slot.values() if run.decoding]
+        if decoding:
+            self.times.maybe_report()
+            try:
+                self._decode(decoding)
+            except Exception as exc:  # a broken step poisons every sequence in it
+                log.exception("decode step failed")
+                for run in list(self._by_slot.values()):
+                    self._finish(run, FinishReason.error, f"INTERNAL: decode failed: {exc}")
+        return bool(self._by_slot or self._waiting)
+
+    def _reap(self, cancels: set[str]) -> None:
+        for run in [*self._by_slot.values(), *self._waiting]:
+            poll = run.request.is_cancelled
+            polled = poll is not None and run.steps % self.config.cancel_poll_steps == 0 and poll()
+            if run.request.request_id in cancels or polled:
+                if run in self._waiting:
+                    self._waiting.remove(run)
+                self._finish(run, FinishReason.cancelled, None)
+
+    def _admit(self) -> None:
+        # Sequences that hold a slot and start their next chunk go first, then new requests.
+        for run in [run for run in self._by_slot.values() if not run.decoding]:
+            self._prefill(run)
+        free = [slot for slot in range(self.config.max_slots) if slot not in self._by_slot]
+        while free and self._waiting:
+            run = self._waiting.popleft()
+            run.slot = free.pop(0)
+            self._by_slot[run.slot] = run
+            self._prefill(run)
+
+    def _chunk_budget(self, text: str, frames_left: int | None) -> int:
+        """Frames a chunk may take: its text-length budget, within what the request's cap leaves."""
+        budget = self.config.budget.for_text(text)
+        return budget if frames_left is None else min(budget, frames_left)
+
+    def _prefill(self, run: _Running) -> None:
+        cap = run.request.max_new_frames
+        frames_left = None if cap is None else cap - run.frames_total
+        run.chunk_budget = self._chunk_budget(run.request.chunks[run.chunk], frames_left)
+        try:
+            prefill_slot(
+                self.model,
+                self.state,
+                self.tables,
+                run.slot,
+                run.prompt,
+                run.sampling.temperature,
+                run.sampling.top_p,
+                run.sampling.repetition_penalty,
+                chunk_seed(run.sampling.seed or 0, run.chunk),
+            )
+            first = self.state.frame[run.slot].to("cpu", copy=True).numpy()
+        except Exception as exc:
+            log.exception("prefill failed")
+            self._finish(run, FinishReason.error, f"INTERNAL: prefill failed: {exc}")
+            return
+        run.position = run.prompt.shape[1]
+        run.chunk_frames = []
+        run.decoding = True
+        self.state.active[run.slot] = 1
+        self._accept(run, first)
+
+    def _decode(self, decoding: list[_Running]) -> None:
+        batch = bucket_batch(max(run.slot for run in decoding) + 1, self.config.max_slots)
+        needed = max(run.position for run in decoding) + 1
+        kv_len = bucket_kv_len(needed, self.config.kv_block, self.config.slot_capacity)
+        times = self.times
+        with times.stage("decode_replay"):
+            self.runner.step(batch, kv_len)
+        with times.stage("decode_to_host"):
+            frames = self.state.frame[:batch].to("cpu", copy=True).numpy()  # a copy (CPU too): rows are kept
+        with times.stage("accept_frames"):
+            for run in decoding:
+                run.position += 1
+                run.steps += 1
+                self._accept(run, frames[run.slot])
+        times.add("frames", 0.0, len(decoding))
+
+    def _accept(self, run: _Running, frame: np.ndarray) -> None:
+        """Take one new frame of ``run``: stream it, or end the chunk on the end token or the budget."""
+        if int(frame[0]) == self.model.tokens.im_end_id:
+            self._end_chunk(run, FinishReason.end)
+            return
+        run.chunk_frames.append(frame[1:])
+        run.unsent += 1
+        run.frames_total += 1
+        if run.unsent >= self.config.stream_frames:
+            self._flush(run)
+        if len(run.chunk_frames) >= run.chunk_budget:
+            self._end_chunk(run, FinishReason.length)
+
+    def _flush(self, run: _Running) -> None:
+        if run.unsent:
+            codes = _columns(run.chunk_frames[-run.unsent :])
+            run.unsent = 0
+            try:
+                with self.times.stage("on_codes"):
+                    run.request.on_codes(codes)
+            except Exception:  # the consumer is gone (e.g. its stream broke): stop generating for it
+                log.exception("on_codes callback failed for %s", run.request.request_id)
+                with self._lock:
+                    self._cancels.add(run.request.request_id)
+
+    def _end_chunk(self, run: _Running, reason: FinishReason) -> None:
+        self._flush(run)
+        run.decoding = False
+        self.state.active[run.slot] = 0
+        capped = run.request.max_new_frames is not None and run.frames_total >= run.request.max_new_frames
+        if run.chunk + 1 >= len(run.request.chunks) or capped:
+            self._finish(run, FinishReason.length if capped else reason, None)
+            return
+        previous = None
+        if run.chunk_frames:
+            previous = VoiceTurn(run.request.chunks[run.chunk], _columns(run.chunk_frames))
+        run.chunk += 1
+        run.prompt = self._chunk_prompt(run, previous)
+
+    def _chunk_prompt(self, run: _Running, previous: VoiceTurn | None) -> torch.Tensor:
+        """The next chunk's prompt, with the previous chunk as context when it fits in the slot."""
+        text, references = run.request.chunks[run.chunk], run.request.references
+        cap = run.request.max_new_frames
+        budget = self._chunk_budget(text, None if cap is None else cap - run.frames_total)
+        if previous is not None:
+            prompt = build_prompt(self.tokenizer, self.model.num_codebooks, text, [*references, previous])
+            if prompt.shape[1] + budget <= self.config.slot_capacity:
+                return prompt
+        return build_prompt(self.tokenizer, self.model.num_codebooks, text, references)
+
+    def _finish(self, run: _Running, reason: FinishReason, message: str | None) -> None:
+        if self._by_slot.get(run.slot) is run:
+            del self._by_slot[run.slot]
+            self.state.active[run.slot] = 0
+            self.state.position[run.slot] = 0
+        run.decoding = False
+        if reason is not FinishReason.cancelled:
+            self._flush(run)
+        try:
+            run.request.on_done(reason, message)
+        except Exception:
+            log.exception("on_done callback failed for %s", run.request.request_id)
+
+
+def _columns(frames: list[np.ndarray]) -> torch.Tensor:
+    """Code columns ``[C]`` as an int32 tensor ``[C, n]``."""
+    return torch.from_numpy(np.stack(frames, axis=1).astype(np.int32))

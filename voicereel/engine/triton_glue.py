@@ -1,0 +1,65 @@
+"""Helpers for python-backend models: parameters, device, tensors in and out through DLPack, error responses.
+
+`pb_utils` (triton_python_backend_utils) exists only inside Triton's stub, so it is passed in rather than
+imported. Outputs always leave through `pb_utils.Tensor.from_dlpack`: Triton 2.51's python backend cannot return
+numpy outputs when numpy 2 is installed (the GPU image has numpy 2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch.utils.dlpack import from_dlpack, to_dlpack
+
+from voicereel.engine.codec_serving import Failure
+
+
+def model_parameters(args: Mapping[str, str]) -> dict[str, str]:
+    """The `parameters` entries of the model's config (all strings, as Triton stores them)."""
+    config = json.loads(args["model_config"])
+    return {key: entry["string_value"] for key, entry in config.get("parameters", {}).items()}
+
+
+def instance_device(args: Mapping[str, str]) -> torch.device:
+    """CPU for KIND_CPU instances, the instance's GPU for KIND_GPU."""
+    if args.get("model_instance_kind") == "GPU":
+        return torch.device("cuda", int(args["model_instance_device_id"]))
+    return torch.device("cpu")
+
+
+def dtype_from_name(name: str) -> torch.dtype:
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {name!r}")
+    return dtypes[name]
+
+
+def request_inputs(pb_utils: Any, request: Any, names: Sequence[str]) -> dict[str, torch.Tensor | None]:
+    """The named inputs of one request as CPU torch tensors (None where absent)."""
+    inputs: dict[str, torch.Tensor | None] = {}
+    for name in names:
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        # copy: the request's memory belongs to Triton and is released after execute() returns
+        inputs[name] = None if tensor is None else from_dlpack(tensor.to_dlpack()).to("cpu", copy=True)
+    return inputs
+
+
+def error_response(pb_utils: Any, failure: Failure) -> Any:
+    codes = {"INVALID_INPUT": "INVALID_ARG", "INTERNAL": "INTERNAL"}
+    code = getattr(pb_utils.TritonError, codes.get(failure.code, "INTERNAL"), None)
+    error = pb_utils.TritonError(str(failure)) if code is None else pb_utils.TritonError(str(failure), code)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+def tensor_response(pb_utils: Any, name: str, tensor: torch.Tensor) -> Any:
+    output = pb_utils.Tensor.from_dlpack(name, to_dlpack(tensor.contiguous()))
+    return pb_utils.InferenceResponse(output_tensors=[output])
+
+
+def responses(pb_utils: Any, name: str, results: Sequence[torch.Tensor | Failure]) -> list[Any]:
+    return [
+        error_response(pb_utils, r) if isinstance(r, Failure) else tensor_response(pb_utils, name, r) for r in results
+    ]
