@@ -4,9 +4,10 @@ Request counts are added up in memory and written to `RequestCount` every `usage
 upsert per key and month (`requests = requests + n`), so metering costs no I/O on the request path. A process that
 dies loses at most that interval of counts.
 
-The quota counts characters of accepted synthesis scripts per key per calendar month (UTC). The running total
-lives in Redis (`INCRBY`, atomic across gateway processes); when Redis does not have it (first use this month,
-Redis restarted) it is seeded from the jobs table, so losing Redis does not reset anybody's quota.
+The quota counts characters of accepted synthesis scripts per key per calendar month (UTC), less those of jobs
+that ended failed or canceled (voicereel.quota). The running total lives in Redis (`INCRBY`, atomic across
+gateway processes); when Redis does not have it (first use this month, Redis restarted) it is seeded from the
+jobs table, so losing Redis does not reset anybody's quota.
 """
 
 from __future__ import annotations
@@ -15,30 +16,20 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import anyio
 import anyio.to_thread
 import redis.asyncio
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from voicereel.db.models import Job, JobKind, RequestCount
+from voicereel.db.models import RequestCount
 from voicereel.errors import ErrorCode, VoiceReelError
+from voicereel.quota import COUNTER_TTL_S, characters_charged, month_of, quota_key
 
 log = logging.getLogger("voicereel.gateway")
-
-
-def month_of(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).strftime("%Y-%m")
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return start, end
 
 
 class RequestCounter:
@@ -93,25 +84,7 @@ class RequestCounter:
             log.exception("could not write request counts at shutdown")
 
 
-# --- monthly character quota ------------------------------------------------------------------------------
-
-
-def _quota_key(key_id: str, month: str) -> str:
-    return f"vr:quota:{key_id}:{month}"
-
-
-def characters_used(engine: Engine, key_id: str, month: str) -> int:
-    start, end = month_bounds(month)
-    with Session(engine) as session:
-        total = session.exec(
-            select(func.coalesce(func.sum(Job.characters), 0)).where(
-                Job.api_key_id == key_id,
-                Job.kind == JobKind.synthesize,
-                col(Job.created_at) >= start,
-                col(Job.created_at) < end,
-            )
-        ).one()
-    return int(total)
+# --- monthly character quota (what counts, and giving back: voicereel.quota) ---------------------------------
 
 
 # One round trip: -1 when the month's counter is not in Redis (the caller seeds it from the database and calls
@@ -128,16 +101,15 @@ return {1, total}
 
 
 async def consume_quota(
-    redis_client: redis.asyncio.Redis, engine: Engine, key_id: str, quota: int, characters: int
-) -> str:
-    """Reserve `characters` of this month's quota, or raise QUOTA_EXCEEDED. Returns the Redis key (for refunds)."""
-    month = month_of()
-    name = _quota_key(key_id, month)
+    redis_client: redis.asyncio.Redis, engine: Engine, key_id: str, quota: int, characters: int, month: str
+) -> None:
+    """Charge `characters` to the key's quota for `month` (the job's), or raise QUOTA_EXCEEDED."""
+    name = quota_key(key_id, month)
     consume = redis_client.register_script(_CONSUME)
     outcome = await consume(keys=[name], args=[characters, quota])
     if outcome == -1:
-        used = await anyio.to_thread.run_sync(characters_used, engine, key_id, month)
-        await redis_client.set(name, used, nx=True, ex=40 * 86400)
+        used = await anyio.to_thread.run_sync(characters_charged, engine, key_id, month)
+        await redis_client.set(name, used, nx=True, ex=COUNTER_TTL_S)
         outcome = await consume(keys=[name], args=[characters, quota])
     fits, used = outcome
     if not fits:
@@ -146,17 +118,11 @@ async def consume_quota(
             f"monthly quota of {quota} characters would be exceeded",
             {"quota_chars": quota, "used_chars": int(used), "requested_chars": characters, "month": month},
         )
-    return name
-
-
-async def refund_quota(redis_client: redis.asyncio.Redis, name: str, characters: int) -> None:
-    with contextlib.suppress(Exception):
-        await redis_client.decrby(name, characters)
 
 
 async def quota_used(redis_client: redis.asyncio.Redis, engine: Engine, key_id: str) -> int:
     month = month_of()
-    value = await redis_client.get(_quota_key(key_id, month))
+    value = await redis_client.get(quota_key(key_id, month))
     if value is not None:
         return int(value)
-    return await anyio.to_thread.run_sync(characters_used, engine, key_id, month)
+    return await anyio.to_thread.run_sync(characters_charged, engine, key_id, month)

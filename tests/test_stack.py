@@ -22,8 +22,13 @@ def test_failing_service_is_named_with_its_log(tmp_path: Path) -> None:
 
 
 def test_unhealthy_service_times_out_and_is_stopped(tmp_path: Path) -> None:
-    svc = Service("sleepy", [sys.executable, "-c", "import time; time.sleep(60)"], lambda: False,
-                  tmp_path / "sleepy.log", timeout_s=1.0)
+    svc = Service(
+        "sleepy",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        lambda: False,
+        tmp_path / "sleepy.log",
+        timeout_s=1.0,
+    )
     sup = Supervisor(tmp_path)
     with pytest.raises(StackError, match="not healthy after 1s"):
         sup.start(svc)

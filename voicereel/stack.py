@@ -324,4 +324,3 @@ def ensure_postgres(timeout_s: float = 30) -> None:
             return
         time.sleep(0.25)
     raise StackError("PostgreSQL did not accept connections on 127.0.0.1:5432")
-

@@ -3,7 +3,8 @@
 Outcomes:
 - success: the job function wrote the result (conditionally on the job still running);
 - a VoiceReelError (invalid input, insufficient reference, the engine unavailable past the retry deadline):
-  the job fails with that code and message at once — retrying would not help;
+  the job fails with that code and message at once — retrying would not help; a failed job's characters go
+  back to the key's monthly quota (voicereel.quota);
 - canceled (or finished by a parallel attempt): nothing more is written;
 - anything else is unexpected: the error is noted on the job and re-raised, so RQ's retry (and later the
   reconciler) runs the job again, until `job_max_attempts` runs have been used; the last one fails the job
@@ -21,6 +22,7 @@ from rq import get_current_job
 
 from voicereel.db.models import JobKind
 from voicereel.errors import ErrorCode, VoiceReelError
+from voicereel.quota import give_back
 from worker import jobstate
 from worker.context import WorkerContext
 from worker.liveness import Heartbeat
@@ -49,7 +51,7 @@ def run_job(job_id: str) -> dict[str, Any]:
 
 
 def _run(ctx: WorkerContext, job_id: str) -> dict[str, Any]:
-    job = jobstate.claim(ctx.engine, job_id, ctx.settings)
+    job = jobstate.claim(ctx.engine, job_id, ctx.settings, on_fail=lambda given_up: give_back(ctx.redis, given_up))
     if job is None:
         return {"job_id": job_id, "outcome": "skipped"}
     owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -66,14 +68,16 @@ def _run(ctx: WorkerContext, job_id: str) -> dict[str, Any]:
         return {"job_id": job_id, "outcome": f"stopped ({stopped.status})"}
     except VoiceReelError as exc:
         log.warning("job %s failed: %s", job_id, exc)
-        jobstate.fail(ctx.engine, job_id, exc.code, exc.message)
+        if jobstate.fail(ctx.engine, job_id, exc.code, exc.message):
+            give_back(ctx.redis, job)
         return {"job_id": job_id, "outcome": "failed", "error_code": str(exc.code)}
     except Exception as exc:
         capture_exception(exc)
         summary = f"{exc.__class__.__name__}: {exc}"
         if job.attempts >= ctx.settings.job_max_attempts:
             log.exception("job %s failed on its last attempt", job_id)
-            jobstate.fail(ctx.engine, job_id, ErrorCode.INTERNAL_ERROR, f"internal error: {summary}")
+            if jobstate.fail(ctx.engine, job_id, ErrorCode.INTERNAL_ERROR, f"internal error: {summary}"):
+                give_back(ctx.redis, job)
             return {"job_id": job_id, "outcome": "failed", "error_code": ErrorCode.INTERNAL_ERROR.value}
         log.exception("job %s attempt %d failed; it will be retried", job_id, job.attempts)
         jobstate.note_error(ctx.engine, job_id, summary)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,9 +36,13 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def claim(engine: Engine, job_id: str, settings: Settings) -> Job | None:
+def claim(
+    engine: Engine, job_id: str, settings: Settings, *, on_fail: Callable[[Job], None] | None = None
+) -> Job | None:
     """Mark the job running for a new attempt and return it; None when there is nothing to run (unknown,
-    finished, canceled) or when it has used up its attempts (then it is failed here)."""
+    finished, canceled) or when it has used up its attempts (then it is failed here, and `on_fail(job)` runs
+    after that is committed)."""
+    given_up: Job | None = None
     with session_scope(engine) as session:
         job = session.exec(select(Job).where(col(Job.id) == job_id).with_for_update()).first()
         if job is None:
@@ -54,14 +59,18 @@ def claim(engine: Engine, job_id: str, settings: Settings) -> Job | None:
             )
             job.finished_at = now_utc()
             session.add(job)
-            return None
-        job.status = JobStatus.running
-        job.attempts += 1
-        job.started_at = job.started_at or now_utc()
-        session.add(job)
-        session.flush()
-        session.refresh(job)
-        return job
+            given_up = job
+        else:
+            job.status = JobStatus.running
+            job.attempts += 1
+            job.started_at = job.started_at or now_utc()
+            session.add(job)
+            session.flush()
+            session.refresh(job)
+            return job
+    if given_up is not None and on_fail is not None:
+        on_fail(given_up)
+    return None
 
 
 def status_of(engine: Engine, job_id: str) -> JobStatus | None:

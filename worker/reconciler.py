@@ -31,6 +31,7 @@ from voicereel.db.models import Job, JobStatus
 from voicereel.db.session import session_scope
 from voicereel.errors import ErrorCode
 from voicereel.jobqueue import enqueue, make_queue
+from voicereel.quota import give_back
 from voicereel.storage.keys import job_prefix
 from worker.context import WorkerContext
 from worker.jobstate import now_utc
@@ -102,6 +103,7 @@ def _give_up(ctx: WorkerContext, job: Job, reason: str) -> bool:
             )
         ).rowcount
     if changed:
+        give_back(ctx.redis, job)
         ctx.storage.delete_prefix(job_prefix(job.project_id, job.id))
     return bool(changed)
 

@@ -28,6 +28,7 @@ from gateway.services import Services
 from voicereel.db.models import Job, JobKind, JobStatus
 from voicereel.errors import ErrorCode, VoiceReelError
 from voicereel.ids import has_prefix
+from voicereel.quota import give_back_async
 
 log = logging.getLogger("voicereel.gateway")
 
@@ -169,9 +170,10 @@ async def delete_job(call: Call) -> Response:
     outcome = await call.services.db(lambda s: cancel_or_expire(s, project_id, job_id))
     if outcome is None:
         raise not_found("job", job_id)
-    _job, canceled = outcome
+    job, canceled = outcome
     services = call.services
     if canceled:
+        await give_back_async(services.redis, job)
         try:
             await services.in_thread(stop_rq_job, services.redis_sync, job_id)
         except Exception:  # the database says canceled; the worker checks it before writing results

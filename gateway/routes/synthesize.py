@@ -26,10 +26,11 @@ from gateway.api import Call, Operation, Out, json_response
 from gateway.idempotency import request_fingerprint, run_once, validate_key
 from gateway.routes.jobs import job_links, job_view, read_job
 from gateway.routes.speakers import enqueue_or_log
-from gateway.usage import consume_quota, refund_quota
+from gateway.usage import consume_quota
 from voicereel.db.models import Job, JobKind, JobStatus, SpeakerStatus
 from voicereel.errors import ErrorCode, VoiceReelError
 from voicereel.ids import has_prefix, new_id
+from voicereel.quota import give_back_async, month_of
 from voicereel.schemas import SynthesisRequest
 
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,6})(?:$|[,;\s])", re.IGNORECASE)
@@ -111,9 +112,6 @@ async def synthesize(call: Call) -> Response:
     characters = request.characters
 
     async def submit() -> Response:
-        quota_key = await consume_quota(
-            services.redis, services.engine, caller.key_id, caller.monthly_quota_chars, characters
-        )
         job = Job(
             id=new_id("job"),
             project_id=caller.project_id,
@@ -121,6 +119,14 @@ async def synthesize(call: Call) -> Response:
             kind=JobKind.synthesize,
             request=request.model_dump(mode="json"),
             characters=characters,
+        )
+        await consume_quota(
+            services.redis,
+            services.engine,
+            caller.key_id,
+            caller.monthly_quota_chars,
+            characters,
+            month_of(job.created_at),
         )
         row = job.model_dump()
 
@@ -134,7 +140,7 @@ async def synthesize(call: Call) -> Response:
         try:
             await services.read(check_write_enqueue)
         except BaseException:
-            await refund_quota(services.redis, quota_key, characters)
+            await give_back_async(services.redis, job)
             raise
         headers = {"Location": f"/v1/jobs/{job.id}"}
         if wait_s:

@@ -32,7 +32,10 @@ def gpu_memory_mib() -> list[int]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -66,8 +69,9 @@ def git_sha() -> str:
     if os.environ.get("BENCH_GIT_SHA"):  # the device machine gets a copy of the tree without .git
         return os.environ["BENCH_GIT_SHA"]
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -82,8 +86,12 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=128)
     parser.add_argument("--set", dest="settings", action="append", default=[], help="extra modelrepo --set")
     parser.add_argument("--upstream", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--ours", action=argparse.BooleanOptionalAction, default=True,
-                        help="--no-ours: only the upstream baseline (e.g. a second call on the same warm machine)")
+    parser.add_argument(
+        "--ours",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-ours: only the upstream baseline (e.g. a second call on the same warm machine)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path("/tmp/voicereel-bench")
@@ -113,8 +121,16 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
         f"text2semantic.max_frames={max(args.frames, 64)}",
         *args.settings,
     ]
-    build = [sys.executable, "-m", "voicereel.modelrepo", "build", "--checkpoint", str(args.checkpoint),
-             "--out", str(work / "model_repository")]
+    build = [
+        sys.executable,
+        "-m",
+        "voicereel.modelrepo",
+        "build",
+        "--checkpoint",
+        str(args.checkpoint),
+        "--out",
+        str(work / "model_repository"),
+    ]
     for item in settings:
         build += ["--set", item]
     subprocess.run(build, check=True, cwd=REPO)
@@ -124,15 +140,25 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
     ports = TritonPorts.free()
     with Supervisor(args.out / "logs") as supervisor:
         started = time.perf_counter()
-        supervisor.start(triton_service(work / "model_repository", ports, work / "triton", args.out / "logs",
-                                        timeout_s=540))
+        supervisor.start(
+            triton_service(work / "model_repository", ports, work / "triton", args.out / "logs", timeout_s=540)
+        )
         figures["cold_start_s"] = time.perf_counter() - started
         loaded = gpu_memory_mib()
         print(f"triton ready in {figures['cold_start_s']:.1f}s", flush=True)
         concurrency = [c for c in args.concurrency if c <= args.slots] if not args.cpu else [1, 2]
-        cmd = [sys.executable, str(REPO / "perf/gpu/bench_tts.py"), "--url", f"127.0.0.1:{ports.grpc}",
-               "--frames", str(args.frames), "--out", str(args.out / "tts.json"), "--concurrency",
-               *map(str, concurrency)]
+        cmd = [
+            sys.executable,
+            str(REPO / "perf/gpu/bench_tts.py"),
+            "--url",
+            f"127.0.0.1:{ports.grpc}",
+            "--frames",
+            str(args.frames),
+            "--out",
+            str(args.out / "tts.json"),
+            "--concurrency",
+            *map(str, concurrency),
+        ]
         if args.cpu:
             cmd += ["--latency-levels", "1", "2"]
         with MemorySampler() as sampler:
@@ -144,15 +170,24 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
             log.rename(log.with_suffix(".first.log"))
         supervisor.stop_all()
         restarted = time.perf_counter()
-        supervisor.start(triton_service(work / "model_repository", ports, work / "triton", args.out / "logs",
-                                        timeout_s=540))
+        supervisor.start(
+            triton_service(work / "model_repository", ports, work / "triton", args.out / "logs", timeout_s=540)
+        )
         figures["warm_restart_s"] = time.perf_counter() - restarted
 
 
 def run_upstream(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     upstream_out = args.out / "upstream.json"
-    cmd = [sys.executable, str(REPO / "perf/gpu/upstream_baseline.py"), "--checkpoint", str(args.checkpoint),
-           "--frames", str(args.frames), "--out", str(upstream_out)]
+    cmd = [
+        sys.executable,
+        str(REPO / "perf/gpu/upstream_baseline.py"),
+        "--checkpoint",
+        str(args.checkpoint),
+        "--frames",
+        str(args.frames),
+        "--out",
+        str(upstream_out),
+    ]
     if args.cpu:
         cmd += ["--device", "cpu", "--no-compile"]
     subprocess.run(cmd, check=True, cwd=REPO)

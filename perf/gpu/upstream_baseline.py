@@ -79,8 +79,15 @@ def main() -> None:
         sync()
         start = time.perf_counter()
         out = up.generate(
-            model=model, prompt=encoded, max_new_tokens=frames, audio_masks=audio_masks, audio_parts=audio_parts,
-            decode_one_token=decode_one, temperature=0.8, top_p=0.8, repetition_penalty=1.1,
+            model=model,
+            prompt=encoded,
+            max_new_tokens=frames,
+            audio_masks=audio_masks,
+            audio_parts=audio_parts,
+            decode_one_token=decode_one,
+            temperature=0.8,
+            top_p=0.8,
+            repetition_penalty=1.1,
         )
         sync()
         return time.perf_counter() - start, int(out.shape[1] - encoded.shape[1])

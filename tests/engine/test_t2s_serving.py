@@ -65,8 +65,11 @@ def _codes(model: BatchedDualAR) -> dict[str, torch.Tensor]:
     for index, rid in enumerate(out):
         engine.submit(
             GenerationRequest(
-                rid, [f"compiled {rid} " * (index + 1)], sampling=SamplingParams(0.8, 0.8, 1.1, seed=index),
-                max_new_frames=9 + 5 * index, on_codes=out[rid].append,
+                rid,
+                [f"compiled {rid} " * (index + 1)],
+                sampling=SamplingParams(0.8, 0.8, 1.1, seed=index),
+                max_new_frames=9 + 5 * index,
+                on_codes=out[rid].append,
             )
         )
     while engine.step():

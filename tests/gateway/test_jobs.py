@@ -94,6 +94,41 @@ async def test_delete_cancels_a_queued_job(gateway) -> None:
     assert (await gateway.request("DELETE", f"/v1/jobs/{job_id}", key)).status_code == 204
 
 
+async def test_canceling_gives_the_characters_back(gateway, error_code) -> None:
+    key = gateway.new_key(monthly_quota_chars=10)
+    speaker_id = gateway.add_speaker(key)
+    job_id = await submit(gateway, key, speaker_id, text="12345678")
+    refused = await gateway.request(
+        "POST", "/v1/synthesize", key, json={"script": [{"speaker_id": speaker_id, "text": "12345678"}]}
+    )
+    assert error_code(refused) == "QUOTA_EXCEEDED"
+    assert (await gateway.request("DELETE", f"/v1/jobs/{job_id}", key)).status_code == 204
+    assert (await gateway.request("DELETE", f"/v1/jobs/{job_id}", key)).status_code == 204  # no second refund
+    usage = (await gateway.request("GET", "/v1/usage", key)).json()
+    assert usage["quota"]["used_chars"] == 0
+    await submit(gateway, key, speaker_id, text="12345678")
+
+
+async def test_failed_and_canceled_jobs_are_left_out_when_the_counter_is_rebuilt(gateway) -> None:
+    """The database is the truth: with the Redis counter gone, only jobs that may still deliver count."""
+    key = gateway.new_key(monthly_quota_chars=100)
+    speaker_id = gateway.add_speaker(key)
+    kept = await submit(gateway, key, speaker_id, text="a" * 10)
+    failed = await submit(gateway, key, speaker_id, text="b" * 20)
+    canceled = await submit(gateway, key, speaker_id, text="c" * 40)
+    with session_scope(gateway.services.engine) as session:
+        for job_id, status in ((failed, JobStatus.failed), (canceled, JobStatus.canceled)):
+            row = session.get(Job, job_id)
+            assert row is not None
+            row.status = status
+            session.add(row)
+    for name in gateway.services.redis_sync.scan_iter(f"vr:quota:{key.key_id}:*"):
+        gateway.services.redis_sync.delete(name)
+    usage = (await gateway.request("GET", "/v1/usage", key)).json()
+    assert usage["quota"]["used_chars"] == 10, kept
+    await submit(gateway, key, speaker_id, text="d" * 90)
+
+
 async def test_delete_of_a_finished_job_removes_its_artifacts(gateway) -> None:
     key = gateway.new_key()
     speaker_id = gateway.add_speaker(key)

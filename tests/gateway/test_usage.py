@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.usage import month_bounds, month_of
 from voicereel.db.models import UsageRecord
 from voicereel.db.session import session_scope
+from voicereel.quota import month_of
 
 pytestmark = pytest.mark.anyio
 
@@ -77,8 +77,3 @@ async def test_request_counts_reach_the_database_in_batches(gateway_factory) -> 
         with Session(gateway.services.engine) as session:
             row = session.exec(select(RequestCount).where(RequestCount.api_key_id == key.key_id)).one()
         assert row.requests == 3 and row.month == month_of()
-
-
-def test_month_bounds_wrap_the_year() -> None:
-    start, end = month_bounds("2025-12")
-    assert (start.year, start.month, end.year, end.month) == (2025, 12, 2026, 1)

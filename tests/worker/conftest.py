@@ -20,7 +20,7 @@ from redis import Redis
 from sqlalchemy import Engine, text
 
 from voicereel.db.migrate import upgrade_database
-from voicereel.db.models import Job, JobKind, JobStatus, Project, Speaker, SpeakerStatus
+from voicereel.db.models import ApiKey, Job, JobKind, JobStatus, Project, Speaker, SpeakerStatus
 from voicereel.db.session import make_engine, session_scope
 from voicereel.ids import new_id
 from voicereel.settings import Settings
@@ -95,9 +95,21 @@ class Rows:
     engine: Engine
     project_id: str = field(default_factory=lambda: new_id("prj"))
 
+    key_id: str = field(default_factory=lambda: new_id("key"))
+
     def __post_init__(self) -> None:
         with session_scope(self.engine) as s:
             s.add(Project(id=self.project_id, name="worker tests"))
+        with session_scope(self.engine) as s:  # jobs that charge a quota belong to a key (`api_key_id=rows.key_id`)
+            s.add(
+                ApiKey(
+                    id=self.key_id,
+                    project_id=self.project_id,
+                    key_hash=self.key_id,
+                    rate_limit_per_min=60,
+                    monthly_quota_chars=1000,
+                )
+            )
 
     def job(self, kind: JobKind = JobKind.synthesize, request: dict[str, Any] | None = None, **values: Any) -> Job:
         job = Job(id=new_id("job"), project_id=self.project_id, kind=kind, request=request or {}, **values)

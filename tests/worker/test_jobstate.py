@@ -15,7 +15,9 @@ def test_claim_counts_attempts_and_gives_up(rows, engine, wsettings) -> None:
     assert first.started_at is not None
     again = jobstate.claim(engine, job.id, settings)  # a rerun after a lost attempt
     assert again is not None and again.attempts == 2 and again.started_at == first.started_at
-    assert jobstate.claim(engine, job.id, settings) is None  # attempts used up: failed, not run
+    given_up: list[str] = []
+    assert jobstate.claim(engine, job.id, settings, on_fail=lambda j: given_up.append(j.id)) is None
+    assert given_up == [job.id]  # attempts used up: failed, not run, and the caller told so
     failed = rows.get_job(job.id)
     assert failed.status == JobStatus.failed and failed.error_code == ErrorCode.INTERNAL_ERROR
     assert "interrupted 2 times" in (failed.error_message or "")

@@ -7,6 +7,7 @@ from rq.registry import FailedJobRegistry
 from voicereel.db.models import JobKind, JobStatus
 from voicereel.errors import ErrorCode
 from voicereel.jobqueue import enqueue, make_queue
+from voicereel.quota import charge_of
 from worker.liveness import Heartbeat
 from worker.reconciler import LOCK_KEY, reconcile_once
 
@@ -61,10 +62,20 @@ def test_failed_and_abandoned_rq_jobs_are_re_enqueued(ctx, rows) -> None:
 
 
 def test_jobs_out_of_attempts_fail_and_lose_their_artifacts(ctx, rows) -> None:
-    job = rows.job(status=JobStatus.running, attempts=ctx.settings.job_max_attempts, created_at=OLD)
+    job = rows.job(
+        status=JobStatus.running,
+        attempts=ctx.settings.job_max_attempts,
+        created_at=OLD,
+        characters=9,
+        api_key_id=rows.key_id,
+    )
     key = f"jobs/{rows.project_id}/{job.id}/audio.wav"
     ctx.storage.put_bytes(key, b"partial", "audio/wav")
+    counter, _ = charge_of(job) or ("", 0)
+    ctx.redis.set(counter, 10)
     report = reconcile_once(ctx)
+    assert int(ctx.redis.get(counter) or -1) == 1  # its characters went back to the quota
+    ctx.redis.delete(counter)
     assert report.failed == [job.id] and report.requeued == []
     failed = rows.get_job(job.id)
     assert failed.status == JobStatus.failed and failed.error_code == ErrorCode.INTERNAL_ERROR

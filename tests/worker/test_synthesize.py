@@ -7,6 +7,7 @@ import soundfile as sf
 
 from voicereel.db.models import JobStatus, SpeakerStatus
 from voicereel.errors import ErrorCode
+from voicereel.quota import charge_of
 from voicereel.schemas import SynthesisRequest
 from worker.jobs import _run
 from worker.synthesize import Voice, build_requests, line_seed, render_outputs
@@ -22,6 +23,20 @@ def test_speakers_must_be_ready_and_ours(ctx, rows) -> None:
     job = rows.job(request={"script": [{"speaker_id": "spk_other_project", "text": "Hi."}]})
     _run(ctx, job.id)
     assert "does not exist" in (rows.get_job(job.id).error_message or "")
+
+
+def test_a_failed_job_gives_its_characters_back(ctx, rows) -> None:
+    job = rows.job(request={"script": []}, characters=40, api_key_id=rows.key_id)
+    name, amount = charge_of(job) or ("", 0)
+    ctx.redis.set(name, 100)
+    try:
+        _run(ctx, job.id)
+        assert rows.get_job(job.id).status == JobStatus.failed
+        assert amount == 40 and int(ctx.redis.get(name) or -1) == 60
+        _run(ctx, job.id)  # a second delivery of the same job changes nothing
+        assert int(ctx.redis.get(name) or -1) == 60
+    finally:
+        ctx.redis.delete(name)
 
 
 def test_invalid_request_fails_at_once(ctx, rows) -> None:

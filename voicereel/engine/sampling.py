@@ -119,8 +119,16 @@ def sample(
     index and which head of the frame is being sampled, so no two draws of a request share noise.
     """
     return sample_tensors(
-        logits, rows.temperature, rows.top_p, rows.repetition_penalty, rows.seed, window, window_valid, counter,
-        stream, vocab_hash,
+        logits,
+        rows.temperature,
+        rows.top_p,
+        rows.repetition_penalty,
+        rows.seed,
+        window,
+        window_valid,
+        counter,
+        stream,
+        vocab_hash,
     )
 
 

@@ -159,9 +159,7 @@ class ResponseDispatcher:
     """
 
     def __init__(self, threads: int = 4) -> None:
-        self._queues: list[queue.SimpleQueue[Callable[[], None] | None]] = [
-            queue.SimpleQueue() for _ in range(threads)
-        ]
+        self._queues: list[queue.SimpleQueue[Callable[[], None] | None]] = [queue.SimpleQueue() for _ in range(threads)]
         self._next = itertools.count()
         self._threads = [
             threading.Thread(target=self._run, args=(q,), name=f"t2s-send-{i}", daemon=True)
