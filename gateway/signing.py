@@ -59,8 +59,10 @@ def sign(secret: str, method: str, path: str, query_string: str, timestamp: str,
     return "v1=" + hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def _fail(message: str) -> VoiceReelError:
-    return VoiceReelError(ErrorCode.UNAUTHORIZED, message, {"signature": "rejected"})
+def _fail(message: str, reason: str = "rejected") -> VoiceReelError:
+    """UNAUTHORIZED with `details.signature`: "replayed" when this exact signature was accepted before (the
+    request itself was not run: a client may sign it afresh and send it again), else "rejected"."""
+    return VoiceReelError(ErrorCode.UNAUTHORIZED, message, {"signature": reason})
 
 
 async def verify(
@@ -99,4 +101,4 @@ async def verify(
     # sides) is enough. SET NX is atomic: of two concurrent replays exactly one gets through.
     first = await redis_client.set(f"vr:sig:{key_id}:{matched}", b"1", nx=True, ex=2 * window_s + 1)
     if not first:
-        raise _fail("signature was already used (replay)")
+        raise _fail("signature was already used (replay)", "replayed")

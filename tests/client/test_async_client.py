@@ -4,6 +4,7 @@ PostgreSQL behind it)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_signed_calls_over_every_body_kind(
         with pytest.raises(NotFoundError):
             await client.get_speaker(accepted.speaker_id)
         usage = await client.get_usage()
-        assert usage.quota.used_chars == len("Signed and async.")
+        assert usage.quota.used_chars == 0  # the canceled job gave its characters back
 
     run_with_client(asgi_gateway, asgi_settings, key, body, signing_secret=key.signing_secret)
 
@@ -160,3 +161,38 @@ def test_download_through_the_app(
 
     run_with_client(asgi_gateway, asgi_settings, asgi_keys.new_key(), body)
     assert (tmp_path / "a.mp3").read_bytes() == data and progress[-1] == len(data)
+
+
+def test_two_processes_sending_one_signed_request_in_one_second_both_get_through(
+    asgi_gateway: AsgiGateway, asgi_settings: Settings, asgi_keys: Keys
+) -> None:
+    """Two clients (as two processes would: separate signers) with one key and one frozen second sign the very
+    same GET; the gateway refuses the second as a replay and that client re-signs with a later timestamp."""
+    key = asgi_keys.new_key(signing_required=True)
+    second = int(time.time())
+    retries: list[str] = []
+
+    async def scenario() -> None:
+        async with asgi_gateway(asgi_settings) as transport:
+            clients = [
+                AsyncVoiceReelClient(
+                    asgi_settings.public_base_url,
+                    key.key,
+                    signing_secret=key.signing_secret,
+                    transport=transport,
+                    on_retry=lambda _n, _delay, reason: retries.append(reason),
+                )
+                for _ in range(2)
+            ]
+            for client in clients:
+                assert client._factory.signer is not None
+                client._factory.signer._clock = lambda: second  # both sign inside the same second
+            try:
+                pages = [await client.list_jobs(limit=3) for client in clients]
+            finally:
+                for client in clients:
+                    await client.aclose()
+            assert [page.total for page in pages] == [0, 0]
+
+    asyncio.run(scenario())
+    assert len(retries) == 1 and "401" in retries[0]

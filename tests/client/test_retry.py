@@ -188,6 +188,34 @@ def test_409_is_retried_only_for_a_replayed_post() -> None:
         client.synthesize(SYNTH)
 
 
+def test_a_replayed_signature_is_signed_afresh_and_sent_again() -> None:
+    """Two processes with one key sent the identical request in the same second: the gateway refused ours as a
+    replay without running it, so it goes again at once with a new signature (same Idempotency-Key)."""
+    replayed = httpx.Response(
+        401,
+        json={
+            "error": {
+                "code": "UNAUTHORIZED",
+                "message": "signature was already used (replay)",
+                "details": {"signature": "replayed"},
+                "request_id": "req_test",
+            }
+        },
+    )
+    script = Script(replayed, httpx.Response(202, json=JOB_BODY))
+    sleeps: list[float] = []
+    with make_client(script, sleeps, signing_secret="s" * 32) as client:
+        assert client.synthesize(SYNTH).job_id == JOB
+    assert sleeps == [0.0] and len(script.requests) == 2
+    assert len({r.headers["X-VR-Signature"] for r in script.requests}) == 2
+    assert len({r.headers["Idempotency-Key"] for r in script.requests}) == 1
+    # Any other 401 is final.
+    script = Script(envelope("UNAUTHORIZED", 401))
+    with make_client(script, sleeps, signing_secret="s" * 32) as client, pytest.raises(Exception, match="UNAUTH"):
+        client.synthesize(SYNTH)
+    assert len(script.requests) == 1
+
+
 def test_connection_errors_are_retried_then_reported() -> None:
     script = Script(*[httpx.ConnectError("refused") for _ in range(3)])
     sleeps: list[float] = []

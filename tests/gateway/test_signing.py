@@ -46,6 +46,9 @@ async def test_valid_signature_is_accepted_and_its_replay_refused(gateway) -> No
     replay = await gateway.request("GET", "/v1/jobs?limit=5", key, headers=replay_headers)
     assert replay.status_code == 401
     assert "replay" in replay.json()["error"]["message"]
+    assert replay.json()["error"]["details"] == {"signature": "replayed"}  # what the SDK retries on
+    stale = await gateway.request("GET", "/v1/jobs?limit=5", key, sign=True, timestamp=int(time.time()) - 3600)
+    assert stale.json()["error"]["details"] == {"signature": "rejected"}
 
 
 async def test_signed_post_covers_the_body(gateway, error_code) -> None:

@@ -1,7 +1,10 @@
 """When and how long to wait before retrying a request.
 
-Retried: 429 RATE_LIMITED and 503 (any code) answers, transport failures (connection refused, timeouts), and a
-409 answer to a retried POST (its first attempt is still in flight on the server).
+Retried: 429 RATE_LIMITED and 503 (any code) answers, transport failures (connection refused, timeouts), a
+409 answer to a retried POST (its first attempt is still in flight on the server), and, at once, a 401 that says
+our signature was a replay: another process with the same key sent the identical request in the same second
+(the signing scheme has no nonce), the gateway ran neither copy's work for ours, and each attempt is signed
+afresh with a later timestamp.
 QUOTA_EXCEEDED is a 429 too but waiting seconds does not refill a monthly quota, so it is never retried. A
 `Retry-After` header (seconds or an HTTP date) is honoured; without one the wait is capped exponential backoff
 with full jitter. POSTs are safe to retry because each carries one `Idempotency-Key` across all its attempts.
@@ -42,6 +45,15 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - current).total_seconds())
 
 
+def signature_replayed(response: httpx.Response) -> bool:
+    """True for the gateway's answer to a signed request whose exact signature it had accepted before."""
+    try:
+        details = response.json()["error"]["details"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(details, dict) and details.get("signature") == "replayed"
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How many times to retry and how long to wait between attempts.
@@ -72,6 +84,8 @@ class RetryPolicy:
         """
         if attempt >= self.max_retries:
             return None
+        if response.status_code == 401 and signature_replayed(response):
+            return 0.0
         if response.status_code == 409 and replaying:
             return self.backoff(attempt)
         if response.status_code not in RETRY_STATUSES:
