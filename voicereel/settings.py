@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     tls_certfile: Path | None = Field(None, description="PEM certificate; with tls_keyfile, serve TLS 1.3 only.")
     tls_keyfile: Path | None = Field(None, description="PEM private key for tls_certfile.")
     admin_token: SecretStr | None = Field(None, description="Bearer token of admin endpoints (dashboards).")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token GET /metrics requires (Prometheus: authorization.credentials_file); "
+        "unset leaves /metrics open, so keep it off the public network then.",
+    )
     sentry_dsn: str | None = Field(None, description="Sentry DSN; unset disables error reporting.")
     workers: int = Field(1, ge=1, le=64, description="Gateway processes (uvicorn workers) `python -m gateway` runs.")
     key_signing_secret: SecretStr | None = Field(

@@ -5,6 +5,7 @@ Readiness only asks Triton whether it is ready (`/v2/health/ready`): the gateway
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 
@@ -18,6 +19,7 @@ from gateway import schemas
 from gateway.api import Call, Operation, Out, json_response
 from gateway.services import Services
 from voicereel.db.models import Job
+from voicereel.errors import ErrorCode, VoiceReelError
 
 
 async def healthz(call: Call) -> Response:
@@ -78,7 +80,18 @@ def jobs_by_state(session: Session) -> dict[str, int]:
     return {str(status): int(n) for status, n in rows}
 
 
+def check_metrics_token(call: Call) -> None:
+    """With VR_METRICS_TOKEN set, /metrics answers only `Authorization: Bearer <token>` (constant-time check)."""
+    token = call.services.settings.metrics_token
+    if token is None:
+        return
+    scheme, _, given = call.request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        raise VoiceReelError(ErrorCode.UNAUTHORIZED, "/metrics needs Authorization: Bearer <VR_METRICS_TOKEN>")
+
+
 async def metrics(call: Call) -> Response:
+    check_metrics_token(call)
     services = call.services
     gauges = services.metrics.scraped
     queue = services.queue
@@ -124,5 +137,7 @@ OPERATIONS = [
         "Prometheus metrics: requests by route and status, latencies, queue depth, jobs by state",
         "health",
         (Out(200, None, "Prometheus text exposition format.", media_type="text/plain"),),
+        errors=(ErrorCode.UNAUTHORIZED,),
+        description="Open unless `VR_METRICS_TOKEN` is set; then it needs `Authorization: Bearer <token>`.",
     ),
 ]

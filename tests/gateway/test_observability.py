@@ -77,6 +77,19 @@ async def test_metrics(gateway) -> None:
     assert 'voicereel_jobs{state="queued"}' in text
 
 
+async def test_metrics_token_guards_metrics(gateway_factory, error_code) -> None:
+    async with gateway_factory(metrics_token="scrape-me-please") as gateway:
+        bare = await gateway.request("GET", "/metrics", None)
+        assert bare.status_code == 401 and error_code(bare) == "UNAUTHORIZED"
+        wrong = await gateway.request("GET", "/metrics", None, headers={"Authorization": "Bearer scrape-me"})
+        assert wrong.status_code == 401
+        basic = await gateway.request("GET", "/metrics", None, headers={"Authorization": "Basic scrape-me-please"})
+        assert basic.status_code == 401
+        right = await gateway.request("GET", "/metrics", None, headers={"Authorization": "Bearer scrape-me-please"})
+        assert right.status_code == 200 and "voicereel_http_requests_total" in right.text
+        assert (await gateway.request("GET", "/healthz", None)).status_code == 200  # probes stay open
+
+
 class _SentryIntake(BaseHTTPRequestHandler):
     received: ClassVar[list[bytes]] = []
 
