@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     max_reference_decoded_s: float = Field(
         600.0, gt=0, description="Decoding of an upload stops past this many seconds (decompression bombs)."
     )
+    probe_isolated: bool = Field(
+        True,
+        description="The gateway decodes uploaded reference audio in a short-lived child process, so a decoder "
+        "crash or hang costs that request only.",
+    )
+    probe_timeout_s: float = Field(
+        20.0, gt=0, description="Longest an isolated decode of one upload may take before it is killed (400)."
+    )
     languages: Annotated[list[str], NoDecode] = Field(
         ["ko", "en", "ja", "zh", "fr", "de", "es"], description="Accepted ISO 639-1 language codes."
     )

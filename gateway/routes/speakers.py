@@ -18,6 +18,7 @@ from gateway import schemas
 from gateway.api import Call, Operation, Out, check_strings, json_response
 from gateway.idempotency import request_fingerprint, run_once, validate_key
 from gateway.pagination import page_of
+from gateway.probe_sandbox import probe_isolated
 from gateway.routes.jobs import job_links, not_found
 from gateway.uploads import probe_audio, read_multipart
 from voicereel.db.models import Job, JobKind, Speaker
@@ -70,13 +71,22 @@ async def create_speaker(call: Call) -> Response:
             )
         if form.file is None:
             raise VoiceReelError(ErrorCode.INVALID_INPUT, f"{FILE_FIELD} (a file) is required", {"field": FILE_FIELD})
-        probe = await services.in_thread(
-            lambda: probe_audio(
-                form.file,  # type: ignore[arg-type]
-                max_decoded_s=settings.max_reference_decoded_s,
-                min_duration_s=settings.min_reference_s,
+        upload = form.file
+        if settings.probe_isolated:
+            probe = await services.in_thread(
+                lambda: probe_isolated(
+                    upload,
+                    timeout_s=settings.probe_timeout_s,
+                    max_decoded_s=settings.max_reference_decoded_s,
+                    min_duration_s=settings.min_reference_s,
+                )
             )
-        )
+        else:
+            probe = await services.in_thread(
+                lambda: probe_audio(
+                    upload, max_decoded_s=settings.max_reference_decoded_s, min_duration_s=settings.min_reference_s
+                )
+            )
         project_id = call.who.project_id
         key_id = call.who.key_id
 
