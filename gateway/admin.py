@@ -16,9 +16,10 @@ import json
 from typing import Annotated
 
 import typer
+from redis import Redis
 from sqlmodel import Session, col, select
 
-from gateway.auth import SCOPES, create_key, create_project, revoke_key
+from gateway.auth import SCOPES, announce_revocation, create_key, create_project, revoke_key
 from voicereel.db.migrate import upgrade_database
 from voicereel.db.models import ApiKey, Project
 from voicereel.db.session import make_engine, session_scope
@@ -100,7 +101,8 @@ def create_key_command(
 
 @app.command("revoke-key")
 def revoke_key_command(key_id: str, database_url: DatabaseUrl = None) -> None:
-    url = _settings(database_url).effective_database_url
+    settings = _settings(database_url)
+    url = settings.effective_database_url
     upgrade_database(url)
     engine = make_engine(url, pool_size=1)
     try:
@@ -111,7 +113,15 @@ def revoke_key_command(key_id: str, database_url: DatabaseUrl = None) -> None:
     if not found:
         typer.echo(f"no key {key_id}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"revoked {key_id} (gateways stop accepting it within VR_API_KEY_CACHE_S seconds)")
+    redis_client = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        announced = announce_revocation(redis_client, key_id)
+    finally:
+        redis_client.close()
+    if announced:
+        typer.echo(f"revoked {key_id}; running gateways were told to drop it now")
+    else:
+        typer.echo(f"revoked {key_id}; Redis did not answer, so gateways stop accepting it within VR_API_KEY_CACHE_S s")
 
 
 @app.command("list-keys")

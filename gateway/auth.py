@@ -6,21 +6,28 @@ for HMAC signing (DESIGN §3), derived as `vrs_` + HMAC-SHA256(Settings.key_sign
 recompute it for any key without storing it, a database leak does not reveal it, and it is shown once, together
 with the key, at creation. Rotating `key_signing_secret` invalidates every signing secret.
 
-Lookups are cached per process for `Settings.api_key_cache_s` seconds (default 5), so a revocation takes effect
-within that time on every gateway process.
+Lookups are cached per process for `Settings.api_key_cache_s` seconds (default 5). A revocation is also announced
+on the Redis channel `REVOKED_CHANNEL` (`announce_revocation`); every gateway process listens
+(`KeyCache.listening`) and drops the key from its cache at once. If the announcement is lost (Redis down, a
+process reconnecting), the cache lifetime still bounds how long a revoked key keeps working.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import anyio
+import redis.asyncio
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -28,6 +35,8 @@ from voicereel.db.models import ApiKey, Project
 from voicereel.errors import ErrorCode, VoiceReelError
 from voicereel.ids import new_id
 from voicereel.settings import Settings
+
+log = logging.getLogger("voicereel.gateway")
 
 SCOPES = ("speakers:read", "speakers:write", "jobs:read", "jobs:write", "usage:read")
 KEY_PREFIX = "vr_"
@@ -171,6 +180,43 @@ class KeyCache:
         for key_hash, (caller, _) in list(self._entries.items()):
             if caller.key_id == key_id:
                 del self._entries[key_hash]
+
+    @contextlib.asynccontextmanager
+    async def listening(self, redis_client: redis.asyncio.Redis, *, retry_s: float = 1.0) -> AsyncIterator[None]:
+        """While the app runs, forget every key announced on REVOKED_CHANNEL (reconnecting after Redis drops)."""
+
+        async def listen_forever() -> None:
+            while True:
+                try:
+                    async with redis_client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                        await pubsub.subscribe(REVOKED_CHANNEL)
+                        async for message in pubsub.listen():
+                            if message.get("type") == "message":
+                                data = message["data"]
+                                self.forget(data.decode("ascii", "replace") if isinstance(data, bytes) else str(data))
+                except Exception:
+                    log.warning("revocation channel lost; retrying in %.1f s", retry_s, exc_info=True)
+                await anyio.sleep(retry_s)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(listen_forever)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+
+
+REVOKED_CHANNEL = "vr:keys:revoked"
+
+
+def announce_revocation(redis_client: Any, key_id: str) -> bool:
+    """Tell every gateway process to drop `key_id` from its cache now (sync client). False if Redis refused."""
+    try:
+        redis_client.publish(REVOKED_CHANNEL, key_id)
+    except Exception:
+        log.warning("could not announce the revocation of %s", key_id, exc_info=True)
+        return False
+    return True
 
 
 def lookup_key(engine: Engine, key_hash: str) -> Caller | None:

@@ -114,7 +114,11 @@ async def open_services(settings: Settings, metrics: Metrics) -> AsyncIterator[S
     if conninfo is not None:
         services.pg_pool = AsyncPgPool(conninfo, settings.db_pool_size, timeout)
     try:
-        async with services.requests.flushing(services.engine, settings.usage_flush_s), anyio.create_task_group() as bg:
+        async with (
+            services.requests.flushing(services.engine, settings.usage_flush_s),
+            services.keys.listening(redis_async),
+            anyio.create_task_group() as bg,
+        ):
             bg.start_soon(_flush_logs_forever)
             yield services
             bg.cancel_scope.cancel()

@@ -7,7 +7,15 @@ import anyio
 import pytest
 from sqlmodel import Session, select
 
-from gateway.auth import SCOPES, KeyCache, hash_key, revoke_key, signing_secret_for
+from gateway.auth import (
+    REVOKED_CHANNEL,
+    SCOPES,
+    KeyCache,
+    announce_revocation,
+    hash_key,
+    revoke_key,
+    signing_secret_for,
+)
 from voicereel.db.models import ApiKey
 from voicereel.db.session import session_scope
 
@@ -48,6 +56,22 @@ async def test_revoked_key_is_401(gateway, error_code) -> None:
     response = await gateway.request("GET", "/v1/jobs", key)
     assert response.status_code == 401
     assert error_code(response) == "UNAUTHORIZED"
+
+
+async def test_an_announced_revocation_reaches_a_long_cache_at_once(gateway_factory, error_code) -> None:
+    async with gateway_factory(api_key_cache_s=3600) as gateway:
+        key = gateway.new_key()
+        assert (await gateway.request("GET", "/v1/jobs", key)).status_code == 200  # now cached for an hour
+        with session_scope(gateway.services.engine) as session:
+            revoke_key(session, key.key_id)
+        with anyio.fail_after(5):  # the gateway's listener subscribes while the app starts
+            while not dict(gateway.services.redis_sync.pubsub_numsub(REVOKED_CHANNEL)).get(REVOKED_CHANNEL.encode()):
+                await anyio.sleep(0.02)
+        assert announce_revocation(gateway.services.redis_sync, key.key_id)
+        with anyio.fail_after(5):
+            while (response := await gateway.request("GET", "/v1/jobs", key)).status_code == 200:
+                await anyio.sleep(0.02)
+        assert response.status_code == 401 and error_code(response) == "UNAUTHORIZED"
 
 
 async def test_cached_key_is_refused_once_the_cache_expires(gateway_factory) -> None:
