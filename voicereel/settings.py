@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Secrets that get a well-known value in the dev/test profiles only (never in production).
 _DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 (dev/test profiles only)
+# The secrets the prod profile cannot start without. Other SecretStr fields (metrics_token) are optional.
+PROD_REQUIRED_SECRETS = ("url_signing_secret", "admin_token", "key_signing_secret")
 
 
 def _split_csv(value: object) -> object:
@@ -207,7 +209,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets_and_consistency(self) -> Settings:
-        for name in ("url_signing_secret", "admin_token", "key_signing_secret"):
+        for name in PROD_REQUIRED_SECRETS:
             value = getattr(self, name)
             if value is None or not value.get_secret_value().strip():
                 if self.profile is Profile.prod:
