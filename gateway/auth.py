@@ -176,27 +176,37 @@ class KeyCache:
             self._entries.clear()
         self._entries[key_hash] = (caller, time.monotonic() + self.ttl_s)
 
+    def clear(self) -> None:
+        self._entries.clear()
+
     def forget(self, key_id: str) -> None:
         for key_hash, (caller, _) in list(self._entries.items()):
             if caller.key_id == key_id:
                 del self._entries[key_hash]
 
     @contextlib.asynccontextmanager
-    async def listening(self, redis_client: redis.asyncio.Redis, *, retry_s: float = 1.0) -> AsyncIterator[None]:
-        """While the app runs, forget every key announced on REVOKED_CHANNEL (reconnecting after Redis drops)."""
+    async def listening(
+        self, redis_client: redis.asyncio.Redis, *, retry_s: float = 1.0, max_retry_s: float = 30.0
+    ) -> AsyncIterator[None]:
+        """While the app runs, forget every key announced on REVOKED_CHANNEL. After each (re)subscription the
+        whole cache is dropped, so an announcement made while this process was not listening is not missed."""
 
         async def listen_forever() -> None:
+            delay = retry_s
             while True:
                 try:
                     async with redis_client.pubsub(ignore_subscribe_messages=True) as pubsub:
                         await pubsub.subscribe(REVOKED_CHANNEL)
+                        self.clear()
+                        delay = retry_s
                         async for message in pubsub.listen():
                             if message.get("type") == "message":
                                 data = message["data"]
                                 self.forget(data.decode("ascii", "replace") if isinstance(data, bytes) else str(data))
-                except Exception:
-                    log.warning("revocation channel lost; retrying in %.1f s", retry_s, exc_info=True)
-                await anyio.sleep(retry_s)
+                except Exception as exc:
+                    log.warning("revocation channel lost (%s); retrying in %.0f s", exc, delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, max_retry_s)
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(listen_forever)

@@ -160,3 +160,42 @@ def test_key_cache_expires_and_forgets() -> None:
     disabled = KeyCache(ttl_s=0)
     disabled.put("h", caller)
     assert disabled.get("h") is None
+
+
+async def test_listener_drops_the_cache_when_it_resubscribes(redis_url: str) -> None:
+    """A revocation announced while the listener was cut off would be lost: reconnecting clears the cache."""
+    import redis
+    import redis.asyncio
+
+    from gateway.auth import Caller
+
+    name = "vr-revocation-test"
+    cache = KeyCache(ttl_s=3600)
+    caller = Caller("key_resubscribe", "prj_1", frozenset(), 10, 10, False)
+    admin = redis.Redis.from_url(redis_url)
+    listener_client = redis.asyncio.Redis.from_url(redis_url, client_name=name)
+
+    def subscribed_listener() -> str | None:
+        """The id of our listener's connection once it has subscribed (the last command it sent)."""
+        for client in admin.client_list():
+            if client.get("name") == name and "subscribe" in str(client.get("cmd", "")):
+                return str(client["id"])
+        return None
+
+    try:
+        async with cache.listening(listener_client, retry_s=0.05):
+            with anyio.fail_after(5):
+                while subscribed_listener() is None:
+                    await anyio.sleep(0.02)
+            cache.put("h", caller)
+            assert cache.get("h") is caller
+            admin.execute_command("CLIENT", "KILL", "ID", subscribed_listener())  # cut only our listener off
+            with anyio.fail_after(5):
+                while cache.get("h") is not None:
+                    await anyio.sleep(0.02)
+            with anyio.fail_after(5):  # and it is listening again
+                while subscribed_listener() is None:
+                    await anyio.sleep(0.02)
+    finally:
+        admin.close()
+        await listener_client.aclose()
