@@ -158,6 +158,7 @@ class KeyCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[str, tuple[Caller, float]] = {}
+        self.subscriptions = 0  # times `listening` has (re)subscribed to the revocation channel
 
     def get(self, key_hash: str) -> Caller | None:
         hit = self._entries.get(key_hash)
@@ -198,6 +199,7 @@ class KeyCache:
                     async with redis_client.pubsub(ignore_subscribe_messages=True) as pubsub:
                         await pubsub.subscribe(REVOKED_CHANNEL)
                         self.clear()
+                        self.subscriptions += 1
                         delay = retry_s
                         async for message in pubsub.listen():
                             if message.get("type") == "message":
