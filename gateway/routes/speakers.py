@@ -72,21 +72,13 @@ async def create_speaker(call: Call) -> Response:
         if form.file is None:
             raise VoiceReelError(ErrorCode.INVALID_INPUT, f"{FILE_FIELD} (a file) is required", {"field": FILE_FIELD})
         upload = form.file
+        max_s, min_s, timeout_s = settings.max_reference_decoded_s, settings.min_reference_s, settings.probe_timeout_s
         if settings.probe_isolated:
             probe = await services.in_thread(
-                lambda: probe_isolated(
-                    upload,
-                    timeout_s=settings.probe_timeout_s,
-                    max_decoded_s=settings.max_reference_decoded_s,
-                    min_duration_s=settings.min_reference_s,
-                )
+                lambda: probe_isolated(upload, timeout_s=timeout_s, max_decoded_s=max_s, min_duration_s=min_s)
             )
         else:
-            probe = await services.in_thread(
-                lambda: probe_audio(
-                    upload, max_decoded_s=settings.max_reference_decoded_s, min_duration_s=settings.min_reference_s
-                )
-            )
+            probe = await services.in_thread(lambda: probe_audio(upload, max_decoded_s=max_s, min_duration_s=min_s))
         project_id = call.who.project_id
         key_id = call.who.key_id
 

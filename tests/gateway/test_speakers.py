@@ -163,8 +163,9 @@ async def test_upload_over_the_cap_is_413(gateway, error_code) -> None:
     assert stored_files(gateway, key.project_id) == []
 
 
-async def test_minimum_reference_length_is_a_setting(gateway_factory, audio) -> None:
-    async with gateway_factory(min_reference_s=5) as gateway:
+@pytest.mark.parametrize("isolated", [True, False], ids=["probe-in-child", "probe-in-process"])
+async def test_minimum_reference_length_is_a_setting(gateway_factory, audio, isolated: bool) -> None:
+    async with gateway_factory(min_reference_s=5, probe_isolated=isolated) as gateway:
         key = gateway.new_key()
         response = await gateway.request(
             "POST",
@@ -174,6 +175,17 @@ async def test_minimum_reference_length_is_a_setting(gateway_factory, audio) -> 
             files={"reference_audio": ("s.flac", audio.encode(audio.tone(6.0), 16000, "FLAC"), "audio/flac")},
         )
     assert response.status_code == 202, response.text
+    short = audio.encode(audio.tone(4.0), 16000, "FLAC")
+    async with gateway_factory(min_reference_s=5, probe_isolated=isolated) as gateway:
+        key = gateway.new_key()
+        refused = await gateway.request(
+            "POST",
+            "/v1/speakers",
+            key,
+            data={"name": "Shorter", "lang": "ko", "reference_script": "안녕"},
+            files={"reference_audio": ("s.flac", short, "audio/flac")},
+        )
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "INSUFFICIENT_REF"
 
 
 async def test_list_pages_and_unknown_ids(gateway, error_code) -> None:
