@@ -8,8 +8,9 @@ with the key, at creation. Rotating `key_signing_secret` invalidates every signi
 
 Lookups are cached per process for `Settings.api_key_cache_s` seconds (default 5). A revocation is also announced
 on the Redis channel `REVOKED_CHANNEL` (`announce_revocation`); every gateway process listens
-(`KeyCache.listening`) and drops the key from its cache at once. If the announcement is lost (Redis down, a
-process reconnecting), the cache lifetime still bounds how long a revoked key keeps working.
+(`KeyCache.listening`) and drops the key from its cache at once; a process that lost the channel drops its whole
+cache when it subscribes again. A key revoked in the database without the announcement keeps working for at most
+the cache lifetime.
 """
 
 from __future__ import annotations

@@ -167,24 +167,20 @@ async def test_upload_over_the_cap_is_413(gateway, error_code) -> None:
 async def test_minimum_reference_length_is_a_setting(gateway_factory, audio, isolated: bool) -> None:
     async with gateway_factory(min_reference_s=5, probe_isolated=isolated) as gateway:
         key = gateway.new_key()
-        response = await gateway.request(
-            "POST",
-            "/v1/speakers",
-            key,
-            data={"name": "Short", "lang": "ko", "reference_script": "안녕하세요"},
-            files={"reference_audio": ("s.flac", audio.encode(audio.tone(6.0), 16000, "FLAC"), "audio/flac")},
-        )
+
+        async def upload(seconds: float, name: str, script: str):
+            clip = audio.encode(audio.tone(seconds), 16000, "FLAC")
+            return await gateway.request(
+                "POST",
+                "/v1/speakers",
+                key,
+                data={"name": name, "lang": "ko", "reference_script": script},
+                files={"reference_audio": ("s.flac", clip, "audio/flac")},
+            )
+
+        response = await upload(6.0, "Short", "안녕하세요")
+        refused = await upload(4.0, "Shorter", "안녕")
     assert response.status_code == 202, response.text
-    short = audio.encode(audio.tone(4.0), 16000, "FLAC")
-    async with gateway_factory(min_reference_s=5, probe_isolated=isolated) as gateway:
-        key = gateway.new_key()
-        refused = await gateway.request(
-            "POST",
-            "/v1/speakers",
-            key,
-            data={"name": "Shorter", "lang": "ko", "reference_script": "안녕"},
-            files={"reference_audio": ("s.flac", short, "audio/flac")},
-        )
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "INSUFFICIENT_REF"
 
 
