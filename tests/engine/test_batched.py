@@ -88,8 +88,9 @@ def _upstream_run(model: Any, engine: BatchedDualAR, prompt: torch.Tensor, frame
     return results
 
 
+@pytest.mark.parametrize("together", [False, True], ids=["prefilled-one-by-one", "prefilled-together"])
 @torch.inference_mode()
-def test_prefill_and_decode_of_a_batch_equal_upstream_per_sequence(model: Any) -> None:
+def test_prefill_and_decode_of_a_batch_equal_upstream_per_sequence(model: Any, together: bool) -> None:
     engine = BatchedDualAR(model)
     tokenizer, codebooks = model.tokenizer, model.config.num_codebooks
     generator = torch.Generator().manual_seed(0)
@@ -105,11 +106,15 @@ def test_prefill_and_decode_of_a_batch_equal_upstream_per_sequence(model: Any) -
     cache.k.normal_()  # stale content everywhere: a slot must never see what it did not write
     cache.v.normal_()
     positions = torch.zeros(3, dtype=torch.long)
+    if together:  # prompts of different lengths in one padded pass
+        hidden = engine.prefill_many(cache, torch.tensor(list(prompts)), list(prompts.values()))
+        prefilled = {slot: hidden[row : row + 1] for row, slot in enumerate(prompts)}
+    else:
+        prefilled = {slot: engine.prefill(cache, slot, prompt) for slot, prompt in prompts.items()}
     for slot, prompt in prompts.items():
-        hidden = engine.prefill(cache, slot, prompt)
         logits, fast_hidden = expected[slot][0]
-        _close(engine.slow_logits(hidden)[0], logits)
-        _close(engine.fast_input(hidden)[0], fast_hidden)
+        _close(engine.slow_logits(prefilled[slot])[0], logits)
+        _close(engine.fast_input(prefilled[slot])[0], fast_hidden)
         positions[slot] = prompt.shape[1]
     positions[1] = 100  # an idle slot inside the batch prefix, at some stale position
 

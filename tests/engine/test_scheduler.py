@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ import torch
 from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams, chunk_seed
 from voicereel.engine.prompt import VoiceTurn, build_prompt
-from voicereel.engine.scheduler import Engine, EngineConfig, RequestError
+from voicereel.engine.scheduler import Engine, EngineConfig, RequestError, prefill_groups
 from voicereel.engine.step import decode_step, hash_tables, new_state, prefill_slot
 
 
@@ -115,6 +116,36 @@ def test_batched_requests_equal_each_request_alone(model: BatchedDualAR) -> None
     assert together["sampled"].codes.shape[1] == 17  # the request's own cap
     # different requests really are different (the comparison above is not vacuous)
     assert not torch.equal(together["greedy"].codes[:, :6], together["late"].codes[:, :6])
+
+
+@pytest.mark.parametrize("prefill_tokens", [8192, 120], ids=["one-pass", "several-passes"])
+def test_requests_admitted_together_equal_each_alone(model: BatchedDualAR, prefill_tokens: int) -> None:
+    """Six requests with prompts of different lengths join in one step and are prefilled in padded passes."""
+    engine = Engine(model, _config(max_slots=6, prefill_tokens=prefill_tokens))
+    joins = [(0, spec) for spec in SPECS]
+    lengths = sorted(build_prompt(model.model.tokenizer, 10, spec.text, spec.references).shape[1] for spec in SPECS)
+    assert lengths[0] < lengths[-1] <= 120  # different lengths, each one fits a pass of 120 tokens
+    together = _run(engine, joins)
+    passes = engine.times.counts["prefill"]
+    assert engine.times.counts["prefilled"] == len(SPECS)
+    assert passes == len(prefill_groups_of(lengths, prefill_tokens))
+    assert (passes == 1) == (prefill_tokens > 120)
+    for spec in SPECS:
+        alone = _alone(model, spec)
+        assert together[spec.request_id].done == alone.done, spec.request_id
+        assert torch.equal(together[spec.request_id].codes, alone.codes), spec.request_id
+
+
+def prefill_groups_of(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    runs = [SimpleNamespace(prompt=torch.zeros(11, length)) for length in lengths]
+    return [[run.prompt.shape[1] for run in group] for group in prefill_groups(runs, max_tokens)]  # type: ignore[arg-type]
+
+
+def test_prefill_passes_stay_within_the_token_budget() -> None:
+    groups = prefill_groups_of([50, 10, 30, 10, 200, 40], 100)
+    assert groups == [[10, 10, 30], [40, 50], [200]]  # shortest first; a prompt over the budget runs alone
+    assert all(len(group) * max(group) <= 100 for group in groups if len(group) > 1)
+    assert prefill_groups_of([], 100) == []
 
 
 def test_seed_decides_the_draws(model: BatchedDualAR) -> None:

@@ -234,19 +234,31 @@ class BatchedDualAR:
         return x
 
     def prefill(self, cache: SlowCache, slot: int, prompt: torch.Tensor) -> torch.Tensor:
-        """Run the prompt ``[C + 1, L]`` of one slot from position 0; fills its KV rows 0..L-1.
+        """Run the prompt ``[C + 1, L]`` of one slot from position 0 (``prefill_many`` of one prompt)."""
+        return self.prefill_many(cache, torch.tensor([slot], device=self.device), [prompt])
 
-        Returns the last position's hidden state ``[1, dim]`` (before the final norm).
+    def prefill_many(self, cache: SlowCache, slots: torch.Tensor, prompts: list[torch.Tensor]) -> torch.Tensor:
+        """Run several prompts ``[C + 1, L_i]`` together, each from position 0 of its slot ``slots[i]``.
+
+        The prompts are right-padded to the longest; causal attention keeps every real token blind to the
+        padding after it. The padding's keys and values land in each slot beyond its prompt, where the
+        position mask hides them until decoding overwrites them. Returns the last real position's hidden
+        state of each prompt ``[N, dim]`` (before the final norm).
         """
-        length = prompt.shape[1]
-        x = self.embed(prompt[None].to(self.device, torch.long))
-        freqs = self.model.freqs_cis[:length][None]
+        lengths = [int(prompt.shape[1]) for prompt in prompts]
+        longest = max(lengths)
+        frames = torch.zeros((len(prompts), self.num_codebooks + 1, longest), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            frames[row, :, : prompt.shape[1]] = prompt
+        x = self.embed(frames.to(self.device))
+        freqs = self.model.freqs_cis[:longest][None].expand(len(prompts), -1, -1, -1)
         for index, block in enumerate(self.model.layers):
             q, k, v = _project_qkv(block.attention, block.attention_norm(x), freqs)
-            cache.k[index, slot, :, :length] = k[0]
-            cache.v[index, slot, :, :length] = v[0]
+            cache.k[index][slots, :, :longest] = k
+            cache.v[index][slots, :, :longest] = v
             x = _block_tail(block, x, _attend(block.attention, q, k, v, None, causal=True))
-        return x[:, -1]
+        last = torch.tensor(lengths, device=self.device) - 1
+        return x[torch.arange(len(prompts), device=self.device), last]
 
     def decode_slow(
         self, cache: SlowCache, frames: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor, kv_len: int

@@ -8,7 +8,8 @@ Public surface::
     engine.start() / engine.stop()          # background loop thread (Triton), or call engine.step() (tests)
 
 One ``step()``: take new requests and cancellations, free cancelled slots, prefill waiting sequences into
-free slots (each prefill yields the sequence's first frame), then one batched decode step over the slot
+free slots (together, in passes of at most ``prefill_tokens`` padded tokens; each prefill yields the
+sequence's first frame), then one batched decode step over the slot
 prefix that holds every decoding sequence, then hand each request its frames. A request's chunks run one
 after another in the slot it holds, each prefilled with the previous chunk as context.
 
@@ -31,7 +32,7 @@ from voicereel.engine.generate import FinishReason, FrameBudget, GenerationReque
 from voicereel.engine.graphs import DecodeRunner, bucket_batch, bucket_kv_len
 from voicereel.engine.prompt import PromptError, VoiceTurn, build_prompt
 from voicereel.engine.stage_times import StageTimes
-from voicereel.engine.step import SlotState, hash_tables, new_state, prefill_slot
+from voicereel.engine.step import Admission, SlotState, hash_tables, new_state, prefill_slots
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class EngineConfig:
     stream_frames: int = 8  # frames per streamed code chunk (the last chunk of a request may be shorter)
     budget: FrameBudget = field(default_factory=FrameBudget)
     kv_block: int = 256  # attended cache length is rounded up to a multiple of this
+    prefill_tokens: int = 8192  # sequences admitted together are prefilled in passes of this many padded tokens
     cancel_poll_steps: int = 8  # poll a request's is_cancelled() every this many steps
     cuda_graphs: bool = False  # capture decode steps per (batch, kv) bucket; CUDA only
 
@@ -190,46 +192,50 @@ class Engine:
 
     def _admit(self) -> None:
         # Sequences that hold a slot and start their next chunk go first, then new requests.
-        for run in [run for run in self._by_slot.values() if not run.decoding]:
-            self._prefill(run)
+        starting = [run for run in self._by_slot.values() if not run.decoding]
         free = [slot for slot in range(self.config.max_slots) if slot not in self._by_slot]
         while free and self._waiting:
             run = self._waiting.popleft()
             run.slot = free.pop(0)
             self._by_slot[run.slot] = run
-            self._prefill(run)
+            starting.append(run)
+        for group in prefill_groups(starting, self.config.prefill_tokens):
+            self._prefill(group)
 
     def _chunk_budget(self, text: str, frames_left: int | None) -> int:
         """Frames a chunk may take: its text-length budget, within what the request's cap leaves."""
         budget = self.config.budget.for_text(text)
         return budget if frames_left is None else min(budget, frames_left)
 
-    def _prefill(self, run: _Running) -> None:
-        cap = run.request.max_new_frames
-        frames_left = None if cap is None else cap - run.frames_total
-        run.chunk_budget = self._chunk_budget(run.request.chunks[run.chunk], frames_left)
-        try:
-            prefill_slot(
-                self.model,
-                self.state,
-                self.tables,
-                run.slot,
-                run.prompt,
-                run.sampling.temperature,
-                run.sampling.top_p,
-                run.sampling.repetition_penalty,
-                chunk_seed(run.sampling.seed or 0, run.chunk),
+    def _prefill(self, runs: list[_Running]) -> None:
+        """Prefill ``runs`` together: each one's first frame of its current chunk."""
+        admissions = []
+        for run in runs:
+            cap = run.request.max_new_frames
+            frames_left = None if cap is None else cap - run.frames_total
+            run.chunk_budget = self._chunk_budget(run.request.chunks[run.chunk], frames_left)
+            sampling = run.sampling
+            seed = chunk_seed(sampling.seed or 0, run.chunk)
+            admissions.append(
+                Admission(run.slot, run.prompt, sampling.temperature, sampling.top_p, sampling.repetition_penalty, seed)
             )
-            first = self.state.frame[run.slot].to("cpu", copy=True).numpy()
+        slots = torch.tensor([run.slot for run in runs], device=self.state.frame.device)
+        try:
+            with self.times.stage("prefill"):
+                prefill_slots(self.model, self.state, self.tables, admissions)
+                firsts = self.state.frame[slots].to("cpu").numpy()
         except Exception as exc:
             log.exception("prefill failed")
-            self._finish(run, FinishReason.error, f"INTERNAL: prefill failed: {exc}")
+            for run in runs:
+                self._finish(run, FinishReason.error, f"INTERNAL: prefill failed: {exc}")
             return
-        run.position = run.prompt.shape[1]
-        run.chunk_frames = []
-        run.decoding = True
-        self.state.active[run.slot] = 1
-        self._accept(run, first)
+        self.times.add("prefilled", 0.0, len(runs))
+        self.state.active[slots] = 1
+        for run, first in zip(runs, firsts, strict=True):
+            run.position = run.prompt.shape[1]
+            run.chunk_frames = []
+            run.decoding = True
+            self._accept(run, first)
 
     def _decode(self, decoding: list[_Running]) -> None:
         batch = bucket_batch(max(run.slot for run in decoding) + 1, self.config.max_slots)
@@ -309,6 +315,23 @@ class Engine:
             run.request.on_done(reason, message)
         except Exception:
             log.exception("on_done callback failed for %s", run.request.request_id)
+
+
+def prefill_groups(runs: list[_Running], max_tokens: int) -> list[list[_Running]]:
+    """Split sequences to prefill into passes of at most ``max_tokens`` padded tokens (count x longest).
+
+    Shorter prompts go together, so padding stays small; a prompt longer than ``max_tokens`` runs alone.
+    """
+    groups: list[list[_Running]] = []
+    group: list[_Running] = []
+    for run in sorted(runs, key=lambda run: run.prompt.shape[1]):
+        if group and (len(group) + 1) * run.prompt.shape[1] > max_tokens:
+            groups.append(group)
+            group = []
+        group.append(run)
+    if group:
+        groups.append(group)
+    return groups
 
 
 def _columns(frames: list[np.ndarray]) -> torch.Tensor:

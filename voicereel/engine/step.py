@@ -145,6 +145,56 @@ def decode_step(engine: BatchedDualAR, state: SlotState, tables: HashTables, bat
     _record(state, batch, frame)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """One sequence to start: its slot, prompt ``[C + 1, L]`` and sampling parameters."""
+
+    slot: int
+    prompt: torch.Tensor
+    temperature: float
+    top_p: float
+    repetition_penalty: float
+    seed: int
+
+
+def prefill_slots(engine: BatchedDualAR, state: SlotState, tables: HashTables, admissions: list[Admission]) -> None:
+    """Start sequences in their slots together: set their sampling rows, run the prompts, first frames.
+
+    Every per-slot tensor of those slots is rewritten (counters, penalty ring, cache rows up to the prompt
+    length), so nothing of a slot's previous occupant can reach the new sequence. The frame sampler runs
+    on the first ``N`` rows of the fast scratch cache, which every decode step rewrites before reading.
+    """
+    device = state.position.device
+    slots = torch.tensor([a.slot for a in admissions], device=device)
+    lengths = torch.tensor([a.prompt.shape[1] for a in admissions], device=device)
+
+    def column(values: list[float] | list[int], like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(values, device=device, dtype=like.dtype)
+
+    sampling = state.sampling
+    rows = SamplingRows(
+        column([a.temperature for a in admissions], sampling.temperature),
+        column([a.top_p for a in admissions], sampling.top_p),
+        column([a.repetition_penalty for a in admissions], sampling.repetition_penalty),
+        column([a.seed for a in admissions], sampling.seed),
+    )
+    sampling.temperature[slots] = rows.temperature
+    sampling.top_p[slots] = rows.top_p
+    sampling.repetition_penalty[slots] = rows.repetition_penalty
+    sampling.seed[slots] = rows.seed
+    count = len(admissions)
+    history = torch.zeros((count, *state.history.shape[1:]), device=device, dtype=state.history.dtype)
+    frame_index = torch.zeros(count, device=device, dtype=state.frame_index.dtype)
+    hidden = engine.prefill_many(state.slow, slots, [a.prompt for a in admissions])
+    scratch = FastCache(state.fast.k[:, :count], state.fast.v[:, :count])
+    frame = sample_frame(engine, hidden, scratch, rows, history, frame_index, tables)
+    history[:, :, 0] = frame[:, 1:]
+    state.history[slots] = history
+    state.position[slots] = lengths
+    state.frame[slots] = frame
+    state.frame_index[slots] = 1
+
+
 def prefill_slot(
     engine: BatchedDualAR,
     state: SlotState,
@@ -156,31 +206,5 @@ def prefill_slot(
     repetition_penalty: float,
     seed: int,
 ) -> None:
-    """Start a sequence in ``slot``: set its sampling row, run the prompt, produce its first frame.
-
-    Every per-slot tensor of the slot is rewritten (counters, penalty ring, cache rows up to the prompt
-    length), so nothing of the slot's previous occupant can reach the new sequence.
-    """
-    sampling = state.sampling
-    sampling.temperature[slot] = temperature
-    sampling.top_p[slot] = top_p
-    sampling.repetition_penalty[slot] = repetition_penalty
-    sampling.seed[slot] = seed
-    state.frame_index[slot] = 0
-    state.history[slot] = 0
-    hidden = engine.prefill(state.slow, slot, prompt)
-    # The fast scratch cache and the sampling inputs of one row: slices keep the row's own tensors.
-    one = slice(slot, slot + 1)
-    frame = sample_frame(
-        engine,
-        hidden,
-        FastCache(state.fast.k[:, one], state.fast.v[:, one]),
-        sampling.narrow(slot, slot + 1),
-        state.history[one],
-        state.frame_index[one],
-        tables,
-    )
-    state.position[slot] = prompt.shape[1]
-    state.history[slot, :, 0] = frame[0, 1:]
-    state.frame[slot] = frame[0]
-    state.frame_index[slot] = 1
+    """Start one sequence in ``slot`` (``prefill_slots`` of one admission)."""
+    prefill_slots(engine, state, tables, [Admission(slot, prompt, temperature, top_p, repetition_penalty, seed)])

@@ -69,6 +69,7 @@ class ServingConfig:
             stream_frames=int(params["stream_frames"]),
             budget=budget,
             kv_block=int(params["kv_block"]),
+            prefill_tokens=int(params["prefill_tokens"]),
             cancel_poll_steps=int(params["cancel_poll_steps"]),
             cuda_graphs=params["cuda_graphs"] == "true" and on_gpu,
         )
