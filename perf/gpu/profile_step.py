@@ -178,7 +178,13 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",") if int(b) <= args.slots]
     for kv in [int(k) for k in args.kv.split(",")]:
         for batch in batches:
-            ms = cuda_ms(functools.partial(engine.runner.step, batch, kv), args.reps)
+            try:
+                ms = cuda_ms(functools.partial(engine.runner.step, batch, kv), args.reps)
+            except Exception as exc:  # one bucket failing is a result; the others still get measured
+                row = {"batch": batch, "kv": kv, "error": f"{type(exc).__name__}: {exc}"[:300]}
+                replay.append(row)
+                print(json.dumps(row), flush=True)
+                continue
             row = {"batch": batch, "kv": kv, "step_ms": round(ms, 3), "frames_per_s": round(batch * 1000 / ms, 1)}
             replay.append(row)
             print(json.dumps(row), flush=True)

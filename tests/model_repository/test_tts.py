@@ -18,8 +18,8 @@ from speech_client import Call, SpeechServer, run, speech_inputs
 from voicereel.engine.codec import FRAME_SAMPLES, ChunkPlan, Codec
 
 MODEL = "tts"
-# The shipped window knobs: 64 frames rendered per window, 64 of context, the first window renders 16.
-PLAN = ChunkPlan(first_chunk_frames=16)
+# The shipped window knobs: 64 frames rendered per window, 64 of context, the first window renders 8.
+PLAN = ChunkPlan(first_chunk_frames=8)
 
 
 def test_stream_equals_decoding_all_codes_at_once(speech_triton: SpeechServer, tiny_checkpoint: Path) -> None:
@@ -27,10 +27,10 @@ def test_stream_equals_decoding_all_codes_at_once(speech_triton: SpeechServer, t
     streamed = run(speech_triton.url, MODEL, speech_inputs(**spec))
     assert streamed.error is None, streamed.message
     assert [chunk.shape for chunk in streamed.chunks] == [
-        (16 * FRAME_SAMPLES,),
+        (8 * FRAME_SAMPLES,),
         (64 * FRAME_SAMPLES,),
         (64 * FRAME_SAMPLES,),
-        (6 * FRAME_SAMPLES,),
+        (14 * FRAME_SAMPLES,),
     ]
     assert all(chunk.dtype == np.float32 for chunk in streamed.chunks)
 
