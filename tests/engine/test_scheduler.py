@@ -148,6 +148,25 @@ def test_prefill_passes_stay_within_the_token_budget() -> None:
     assert prefill_groups_of([], 100) == []
 
 
+@pytest.mark.parametrize(("interval", "passes"), [(8, 2), (1, 3)])
+def test_next_chunks_wait_to_share_a_prefill_pass(model: BatchedDualAR, interval: int, passes: int) -> None:
+    """Two requests end their first chunk two steps apart while a third decodes on: with a wait of 8 steps
+    their next chunks are prefilled in one pass, with a wait of 1 in one pass each; codes never change."""
+    specs = [
+        Spec("a", ["ten chars.", "and then more"], SamplingParams(0.8, seed=21)),
+        Spec("b", ["twelve chars", "and the rest"], SamplingParams(0.8, seed=22)),
+        Spec("long", "y" * 30, SamplingParams(0.8, seed=23)),
+    ]
+    engine = Engine(model, _config(max_slots=3, prefill_interval=interval))
+    together = _run(engine, [(0, spec) for spec in specs])
+    assert engine.times.counts["prefill"] == passes  # the first pass admits all three
+    assert engine.times.counts["prefilled"] == 5
+    for spec in specs:
+        alone = _alone(model, spec)
+        assert together[spec.request_id].done == alone.done, spec.request_id
+        assert torch.equal(together[spec.request_id].codes, alone.codes), spec.request_id
+
+
 def test_seed_decides_the_draws(model: BatchedDualAR) -> None:
     base = Spec("a", "same text", SamplingParams(1.0, 0.95, 1.0, seed=1))
     again = _alone(model, base).codes

@@ -9,7 +9,8 @@ Public surface::
 
 One ``step()``: take new requests and cancellations, free cancelled slots, prefill waiting sequences into
 free slots (together, in passes of at most ``prefill_tokens`` padded tokens; each prefill yields the
-sequence's first frame), then one batched decode step over the slot
+sequence's first frame; a next text chunk may wait up to ``prefill_interval`` steps to share a pass),
+then one batched decode step over the slot
 prefix that holds every decoding sequence, then hand each request its frames. A request's chunks run one
 after another in the slot it holds, each prefilled with the previous chunk as context.
 
@@ -51,6 +52,9 @@ class EngineConfig:
     budget: FrameBudget = field(default_factory=FrameBudget)
     kv_block: int = 256  # attended cache length is rounded up to a multiple of this
     prefill_tokens: int = 8192  # sequences admitted together are prefilled in passes of this many padded tokens
+    # A sequence starting its next chunk may wait this many steps for others, so that their prefills share a
+    # pass (each pass stalls every decoding slot). New requests never wait: they are prefilled at once.
+    prefill_interval: int = 8
     cancel_poll_steps: int = 8  # poll a request's is_cancelled() every this many steps
     cuda_graphs: bool = False  # capture decode steps per (batch, kv) bucket; CUDA only
 
@@ -71,6 +75,7 @@ class _Running:
     unsent: int = 0  # trailing frames of chunk_frames not streamed yet
     frames_total: int = 0
     steps: int = 0
+    chunk_ended_at: int = 0  # engine step at which the previous chunk ended (a next chunk waits from then)
 
 
 class Engine:
@@ -89,6 +94,7 @@ class Engine:
         self._by_slot: dict[int, _Running] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._steps = 0
         self.times = StageTimes("text2semantic engine", log)
 
     # --- any thread -----------------------------------------------------------------------------------
@@ -162,6 +168,7 @@ class Engine:
     @torch.inference_mode()
     def step(self) -> bool:
         """One engine iteration; returns whether work remains."""
+        self._steps += 1
         with self._lock:
             self._waiting.extend(self._inbox)
             self._inbox.clear()
@@ -191,7 +198,8 @@ class Engine:
                 self._finish(run, FinishReason.cancelled, None)
 
     def _admit(self) -> None:
-        # Sequences that hold a slot and start their next chunk go first, then new requests.
+        # Sequences that hold a slot and start their next chunk go first, then new requests. A next chunk
+        # waits (up to prefill_interval steps) while others decode and no new request needs a pass anyway.
         starting = [run for run in self._by_slot.values() if not run.decoding]
         free = [slot for slot in range(self.config.max_slots) if slot not in self._by_slot]
         while free and self._waiting:
@@ -199,6 +207,11 @@ class Engine:
             run.slot = free.pop(0)
             self._by_slot[run.slot] = run
             starting.append(run)
+        new = any(run.chunk_ended_at == 0 for run in starting)
+        overdue = any(self._steps - run.chunk_ended_at >= self.config.prefill_interval for run in starting)
+        others_decode = any(run.decoding for run in self._by_slot.values())
+        if not (new or overdue or not others_decode):
+            return
         for group in prefill_groups(starting, self.config.prefill_tokens):
             self._prefill(group)
 
@@ -291,6 +304,7 @@ class Engine:
             previous = VoiceTurn(run.request.chunks[run.chunk], _columns(run.chunk_frames))
         run.chunk += 1
         run.prompt = self._chunk_prompt(run, previous)
+        run.chunk_ended_at = self._steps
 
     def _chunk_prompt(self, run: _Running, previous: VoiceTurn | None) -> torch.Tensor:
         """The next chunk's prompt, with the previous chunk as context when it fits in the slot."""

@@ -70,6 +70,7 @@ class ServingConfig:
             budget=budget,
             kv_block=int(params["kv_block"]),
             prefill_tokens=int(params["prefill_tokens"]),
+            prefill_interval=int(params["prefill_interval"]),
             cancel_poll_steps=int(params["cancel_poll_steps"]),
             cuda_graphs=params["cuda_graphs"] == "true" and on_gpu,
         )
