@@ -44,11 +44,27 @@ def _tensor_in(pb_utils: Any, name: str, tensor: torch.Tensor) -> Any:
     return pb_utils.Tensor.from_dlpack(name, to_dlpack(tensor.contiguous()))
 
 
-def start_code_stream(pb_utils: Any, model: str, inputs: Sequence[Any], request_id: str) -> Any:
-    """Send a decoupled request to ``model`` (text2semantic) with the caller's own input tensors.
+def own_inputs(pb_utils: Any, inputs: Sequence[Any]) -> list[Any]:
+    """Copies of a request's input tensors, valid after its ``execute`` returns.
 
-    Returns Triton's response iterator; read it with ``code_chunks``. Called while the caller's request
-    is being executed, so its input tensors are still valid.
+    Numbers go through DLPack (numpy outputs fail under numpy 2 there); BYTES tensors, which DLPack cannot
+    carry, through numpy.
+    """
+    copies = []
+    for tensor in inputs:
+        try:
+            copies.append(_tensor_in(pb_utils, tensor.name(), from_dlpack(tensor.to_dlpack()).clone()))
+        except Exception:  # "DLPack does not have support for string tensors"
+            copies.append(pb_utils.Tensor(tensor.name(), tensor.as_numpy().copy()))
+    return copies
+
+
+def start_code_stream(pb_utils: Any, model: str, inputs: Sequence[Any], request_id: str) -> Any:
+    """Send a decoupled request to ``model`` (text2semantic) with the given input tensors.
+
+    Returns Triton's response iterator; read it with ``code_chunks``. Triton 2.51's python backend returns
+    only once the first response has arrived (for text2semantic: after the prefill and the first code
+    chunk), so callers start streams on their own threads, with ``own_inputs`` copies.
     """
     request = pb_utils.InferenceRequest(
         model_name=model, inputs=list(inputs), requested_output_names=["codes"], request_id=request_id

@@ -1,7 +1,8 @@
 """tts (BLS, decoupled): text2semantic's code stream -> codec_decoder windows -> streamed PCM. Thin glue.
 
-execute() starts each request's code stream (with the request's own input tensors, while they are valid) and
-hands it to a thread that decodes windows as codes arrive (voicereel.engine.tts_stream) and streams PCM.
+execute() copies each request's input tensors and hands them to a thread of its own, which starts the code stream
+(that call returns only with the first code chunk), decodes windows as codes arrive (voicereel.engine.tts_stream)
+and streams PCM.
 Every BLS call goes through voicereel.engine.bls.
 """
 
@@ -47,19 +48,24 @@ class TritonPythonModel:
                 failure = Failure("INVALID_INPUT", f"unknown request parameters {unknown}")
                 sender.send(error_response(pb_utils, failure), flags=FINAL)
                 continue
-            stream_id = f"tts-{uuid.uuid4().hex}"
             try:
-                responses = bls.start_code_stream(pb_utils, TEXT2SEMANTIC, request.inputs(), stream_id)
+                inputs = bls.own_inputs(pb_utils, request.inputs())
             except Exception as exc:
-                sender.send(
-                    error_response(pb_utils, Failure("INTERNAL", f"text2semantic call failed: {exc}")), flags=FINAL
-                )
+                sender.send(error_response(pb_utils, Failure("INTERNAL", f"reading inputs failed: {exc}")), flags=FINAL)
                 continue
-            worker = threading.Thread(target=self._serve, args=(sender, responses, stream_id), daemon=True)
+            # Starting the code stream waits for its first chunk: on the request's own thread, so requests
+            # arriving together start together.
+            worker = threading.Thread(target=self._serve, args=(sender, inputs), daemon=True)
             worker.start()
         return None
 
-    def _serve(self, sender: Any, responses: Any, stream_id: str) -> None:
+    def _serve(self, sender: Any, inputs: list[Any]) -> None:
+        stream_id = f"tts-{uuid.uuid4().hex}"
+        try:
+            responses = bls.start_code_stream(pb_utils, TEXT2SEMANTIC, inputs, stream_id)
+        except Exception as exc:
+            sender.send(error_response(pb_utils, Failure("INTERNAL", f"text2semantic call failed: {exc}")), flags=FINAL)
+            return
         times = self.times
 
         def send(pcm: Any) -> None:
