@@ -77,7 +77,7 @@ def test_split_repository_text2semantic_on_0_1_codecs_on_2_3(tmp_path: Path) -> 
     assert groups(configs["text2semantic"]) == [(1, KIND_GPU, [0]), (1, KIND_GPU, [1])]
     assert groups(configs["codec_decoder"]) == [(2, KIND_GPU, [2]), (2, KIND_GPU, [3])]
     assert groups(configs["codec_encoder"]) == [(1, KIND_GPU, [3])]
-    assert groups(configs["tts"]) == [(1, KIND_CPU, [])]  # BLS glue stays on the CPU
+    assert groups(configs["tts"]) == [(4, KIND_CPU, [])]  # BLS glue stays on the CPU, 4 processes by default
     for config in configs.values():
         parsed(config)  # every config is valid ModelConfig text
 
@@ -89,8 +89,8 @@ def test_gpu_instances_without_gpus_keep_tritons_default(tmp_path: Path) -> None
 
 
 def test_default_build_is_one_cpu_group_per_model(tmp_path: Path) -> None:
-    for config in render_configs(tmp_path).values():
-        assert groups(config) == [(1, KIND_CPU, [])]
+    for name, config in render_configs(tmp_path).items():
+        assert groups(config) == [(4 if name == "tts" else 1, KIND_CPU, [])], name  # tts: 4 BLS processes
 
 
 def test_explicit_cpu_instances_ignore_the_shared_gpus(tmp_path: Path) -> None:
