@@ -19,7 +19,7 @@ from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams, chunk_seed
 from voicereel.engine.prompt import VoiceTurn, build_prompt
 from voicereel.engine.scheduler import Engine, EngineConfig, RequestError, prefill_groups
-from voicereel.engine.step import decode_step, hash_tables, new_state, prefill_slot
+from voicereel.engine.step import Admission, decode_step, hash_tables, new_state, prefill_slots
 
 
 @dataclass
@@ -247,7 +247,7 @@ def test_long_text_runs_chunk_by_chunk_with_the_previous_chunk_as_context(model:
     prompt = build_prompt(tokenizer, 10, chunks[1], [reference, VoiceTurn(chunks[0], first)])
     assert prompt.shape[1] > build_prompt(tokenizer, 10, chunks[1], [reference]).shape[1]
     state, tables = new_state(model, 1, 512), hash_tables(model)
-    prefill_slot(model, state, tables, 0, prompt, 0.7, 0.9, 1.1, chunk_seed(21, 1))
+    prefill_slots(model, state, tables, [Admission(0, prompt, 0.7, 0.9, 1.1, chunk_seed(21, 1))])
     state.active[0] = 1
     frames = [state.frame[0].clone()]
     budget = _config().budget.for_text(chunks[1])

@@ -207,6 +207,8 @@ class Engine:
             run.slot = free.pop(0)
             self._by_slot[run.slot] = run
             starting.append(run)
+        if not starting:
+            return
         new = any(run.chunk_ended_at == 0 for run in starting)
         overdue = any(self._steps - run.chunk_ended_at >= self.config.prefill_interval for run in starting)
         others_decode = any(run.decoding for run in self._by_slot.values())

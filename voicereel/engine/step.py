@@ -193,18 +193,3 @@ def prefill_slots(engine: BatchedDualAR, state: SlotState, tables: HashTables, a
     state.position[slots] = lengths
     state.frame[slots] = frame
     state.frame_index[slots] = 1
-
-
-def prefill_slot(
-    engine: BatchedDualAR,
-    state: SlotState,
-    tables: HashTables,
-    slot: int,
-    prompt: torch.Tensor,
-    temperature: float,
-    top_p: float,
-    repetition_penalty: float,
-    seed: int,
-) -> None:
-    """Start one sequence in ``slot`` (``prefill_slots`` of one admission)."""
-    prefill_slots(engine, state, tables, [Admission(slot, prompt, temperature, top_p, repetition_penalty, seed)])
