@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,16 @@ from typing import Any
 import torch
 
 from voicereel.engine.codec import FRAME_SAMPLES, SAMPLE_RATE, ChunkPlan, Codec, DecodeWindow, validate_codes
+
+
+def git_sha() -> str:
+    """BENCH_GIT_SHA (the device machine's copy of the tree has no .git), else the checkout's HEAD."""
+    if os.environ.get("BENCH_GIT_SHA"):
+        return os.environ["BENCH_GIT_SHA"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def random_codes(frames: int, seed: int) -> torch.Tensor:
@@ -66,46 +78,58 @@ def chunk_errors(codec: Codec, frames: int, contexts: list[int], chunk: int) -> 
 
 
 def decode_throughput(codec: Codec, plan: ChunkPlan, batches: list[int], repeats: int) -> dict[str, Any]:
+    """Steady-state windows (full context): decode_windows (waveform decoder on chunk + margin) against the
+    same windows decoded whole (what a window cost before the two-stage decode)."""
     codes = random_codes(plan.window_frames, seed=1).to(torch.int32)
     full = DecodeWindow(codes=codes, context_frames=plan.context_frames, num_frames=plan.window_frames)
     chunk_seconds = plan.chunk_frames * FRAME_SAMPLES / SAMPLE_RATE
     rows = {}
     for batch in batches:
         seconds = timed(lambda n=batch: codec.decode_windows([full] * n), codec.device, repeats)
+        whole = timed(lambda n=batch: codec.decode_codes(codes[None].expand(n, -1, -1)), codec.device, repeats)
         rows[batch] = {
             "call_ms": seconds * 1e3,
             "windows_per_s": batch / seconds,
             "audio_s_per_s": batch * chunk_seconds / seconds,
+            "whole_window_call_ms": whole * 1e3,
+            "speedup_vs_whole_window": whole / seconds,
         }
     return {"window_frames": plan.window_frames, "chunk_frames": plan.chunk_frames, "by_batch": rows}
 
 
-def decode_variants(checkpoint: Path, device: torch.device, repeats: int, compile_: bool) -> dict[str, Any]:
-    """Decode speed of the default window (64 + 64) at batch 1 and 16 under inference-only speed-ups."""
+def decode_variants(
+    checkpoint: Path, device: torch.device, repeats: int, compile_: bool, batches: list[int]
+) -> dict[str, Any]:
+    """Decode speed of the default window (64 + 64) by dtype, cuDNN autotuning and (optionally) compilation,
+    each against the fp32 result of the same windows."""
     plan = ChunkPlan()
     out: dict[str, Any] = {}
     reference = Codec.from_checkpoint(checkpoint, device, torch.float32)
     window = DecodeWindow(random_codes(plan.window_frames, 2).to(torch.int32), plan.context_frames, plan.window_frames)
     expected = reference.decode_windows([window])[0]
-    variants: list[tuple[str, bool, bool, bool]] = [
-        ("baseline", False, False, False),
-        ("cudnn_benchmark", True, False, False),
-        ("cudnn_benchmark+folded_weight_norm", True, True, False),
+    del reference
+    variants: list[tuple[str, torch.dtype, bool, bool]] = [
+        ("fp32", torch.float32, False, False),
+        ("fp32+cudnn_benchmark", torch.float32, True, False),
+        ("bf16", torch.bfloat16, False, False),
+        ("bf16+cudnn_benchmark", torch.bfloat16, True, False),
     ]
     if compile_:
-        variants.append(("cudnn_benchmark+folded+compiled_decoder", True, True, True))
-    for name, benchmark, fold, compiled in variants:
+        variants.append(("fp32+compiled_decoder", torch.float32, False, True))
+    for name, dtype, benchmark, compiled in variants:
         torch.backends.cudnn.benchmark = benchmark
-        codec = Codec.from_checkpoint(checkpoint, device, torch.float32, fold_weight_norm=fold)
+        codec = Codec.from_checkpoint(checkpoint, device, dtype)
         if compiled:
-            codec.dac.decoder = torch.compile(codec.dac.decoder, dynamic=False)
+            codec.compile_decoder(max(batches), plan)
         try:
             start = time.perf_counter()
+            if compiled:
+                codec.warm_up(plan)
             got = codec.decode_windows([window])[0]
             first_call_s = time.perf_counter() - start
-            row = decode_throughput(codec, plan, [1, 16], repeats)
+            row = decode_throughput(codec, plan, batches, repeats)
             row["first_call_s"] = first_call_s
-            row["max_abs_vs_baseline"] = float((got - expected).abs().max())
+            row["max_abs_vs_fp32"] = float((got - expected).abs().max())
         except Exception as exc:  # a failed variant is a result, not the end of the run
             row = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         out[name] = row
@@ -127,7 +151,10 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "git_sha": git_sha(),
+    }
 
     start = time.perf_counter()
     codec = Codec.from_checkpoint(args.checkpoint, device, torch.float32)
@@ -135,7 +162,8 @@ def main() -> None:
     results["params"] = sum(p.numel() for p in codec.dac.parameters())
 
     if args.only_variants:
-        results["decode_variants"] = decode_variants(args.checkpoint, device, args.repeats, args.compile)
+        batches = [int(b) for b in args.batches.split(",")]
+        results["decode_variants"] = decode_variants(args.checkpoint, device, args.repeats, args.compile, batches)
         args.out.write_text(json.dumps(results, indent=2))
         print(json.dumps(results, indent=2))
         return

@@ -15,11 +15,13 @@ import pytest
 import torch
 
 from voicereel.engine.codec import (
+    DECODER_MARGIN_FRAMES,
     FRAME_SAMPLES,
     NUM_CODEBOOKS,
     SAMPLE_RATE,
     ChunkPlan,
     Codec,
+    DecodeWindow,
     bucket_sizes,
     make_window,
     plan_windows,
@@ -127,6 +129,88 @@ def test_decoder_is_causal_and_its_convolutions_reach_under_6_frames(codec: Code
         moved = torch.nonzero(diff > 1e-6).flatten()
         assert int(moved.min()) >= 20 * FRAME_SAMPLES, "output before the changed frame moved: not causal"
         assert int(moved.max()) < reach * FRAME_SAMPLES
+
+
+def test_waveform_decoder_reaches_back_under_the_margin(codec: Codec) -> None:
+    """The waveform decoder run on the latent from frame s on renders frames past s + margin exactly as the whole
+    latent does; with too little margin it does not (so the margin is what buys exactness)."""
+    codes = random_codes(48, seed=6).long()[None]
+    with torch.inference_mode():
+        latent = codec.dac.quantizer.decode(codes)
+        per_frame = latent.shape[-1] // 48
+        whole = codec.dac.decoder(latent)[0, 0]
+        errors = {}
+        for margin in (0, 2, DECODER_MARGIN_FRAMES):
+            start = 32 - margin
+            part = codec.dac.decoder(latent[..., start * per_frame :])[0, 0]
+            errors[margin] = float((part[margin * FRAME_SAMPLES :] - whole[32 * FRAME_SAMPLES :]).abs().max())
+    print(f"max abs error of the rendered frames by margin: {errors}")
+    assert errors[DECODER_MARGIN_FRAMES] < 1e-6
+    assert errors[0] > 1e-3 and errors[2] > 1e-6
+
+
+def reference_windows(codec: Codec, windows: list[DecodeWindow]) -> list[torch.Tensor]:
+    """Each window decoded whole, alone, and cut to its rendered frames: what the trimmed decode must equal."""
+    return [
+        codec.decode_codes(w.codes[None])[0, w.context_frames * FRAME_SAMPLES : w.num_frames * FRAME_SAMPLES]
+        for w in windows
+    ]
+
+
+class DecoderLengths:
+    """Records (batch, latent length) of every waveform-decoder call, through a forward pre-hook."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.lengths: list[tuple[int, int]] = []
+
+    def __enter__(self) -> DecoderLengths:
+        def record(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            self.lengths.append((args[0].shape[0], args[0].shape[-1]))
+
+        self.handle = self.codec.dac.decoder.register_forward_pre_hook(record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.remove()
+
+
+def mixed_windows(plan: ChunkPlan) -> list[DecodeWindow]:
+    """An utterance's first, second, steady and last windows, and another utterance's first, interleaved."""
+    one = plan_windows(validate_codes(random_codes(200, seed=7)), plan)
+    other = plan_windows(validate_codes(random_codes(30, seed=8)), plan)
+    return [one[2], one[0], other[0], one[-1], one[1]]
+
+
+def test_windows_decode_only_their_frames_plus_margin_and_equal_whole_windows(codec: Codec) -> None:
+    plan = ChunkPlan(chunk_frames=64, context_frames=64, first_chunk_frames=8)
+    windows = mixed_windows(plan)
+    assert [(w.context_frames, w.num_frames) for w in windows] == [(64, 128), (0, 8), (0, 8), (64, 128), (8, 72)]
+    expected = reference_windows(codec, windows)
+    with DecoderLengths(codec) as seen:
+        got = codec.decode_windows(windows)
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape == b.shape and float((a - b).abs().max()) < 1e-5
+    per_frame = 4  # latent steps per code frame (the quantizer upsamples twice by 2)
+    # no-context windows (cut after frame 72), then full-context ones from 56 = 64 - margin on: 72 of 128 frames
+    assert seen.lengths == [(3, 72 * per_frame), (2, (128 - 64 + DECODER_MARGIN_FRAMES) * per_frame)]
+
+
+def test_compiled_decoders_see_two_window_lengths_only(codec: Codec) -> None:
+    """compile_decoder keeps the windows at two lengths (whole, chunk + margin) so compiled shapes stay few;
+    set here without compiling (the lengths, not the compiler, are under test)."""
+    plan = ChunkPlan(chunk_frames=64, context_frames=64, first_chunk_frames=8)
+    windows = mixed_windows(plan)
+    expected = reference_windows(codec, windows)
+    codec.fixed_window, codec.fixed_skip = plan.window_frames, plan.context_frames - DECODER_MARGIN_FRAMES
+    try:
+        with DecoderLengths(codec) as seen:
+            got = codec.decode_windows(windows)
+    finally:
+        codec.fixed_window = codec.fixed_skip = 0
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape == b.shape and float((a - b).abs().max()) < 1e-5
+    assert seen.lengths == [(3, 128 * 4), (2, 72 * 4)]
 
 
 def test_windows_are_left_aligned_and_the_first_has_no_context() -> None:

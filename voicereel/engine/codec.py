@@ -13,6 +13,13 @@ attention), so the audio of frame t depends on codes <= t only. Two consequences
   and README (tolerance stated there). Chunks are concatenated after trimming the context: no crossfade is
   needed because the overlap is only ever input, never two outputs to blend.
 
+Decoding a window costs almost nothing but its waveform decoder (the conv stack from the quantizer's latent to
+44.1 kHz: ~98 % of the time; the quantizer's code lookup and causal transformer are the rest). The transformer needs
+the long context; the waveform decoder only its own receptive field (the latent of under 5 frames, measured). So
+a window's latent is computed over the whole window and the waveform decoder runs on the rendered frames plus
+`DECODER_MARGIN_FRAMES` before them: the same audio (to float rounding) for a little over half the work of decoding
+64 + 64 frames. Windows are also cut after their last real frame (right padding never changes earlier output).
+
 Window layout (what `codec_decoder` receives): `codes[10, context + chunk]`, left-aligned: `context_frames`
 frames of context, then up to `chunk` frames to render, then padding. The first chunk of an utterance has no
 context, i.e. it is decoded exactly as the whole utterance starts.
@@ -36,6 +43,9 @@ FRAME_SAMPLES = 2048  # samples per code frame: 44100 / 2048 = 21.53 frames per 
 NUM_CODEBOOKS = 10
 SEMANTIC_CODEBOOK_SIZE = 4096  # codebook 0
 RESIDUAL_CODEBOOK_SIZE = 1024  # codebooks 1..9
+# Latent frames the waveform decoder runs on before the first frame it renders. Its receptive field is under 5
+# frames (tests/engine/test_codec.py measures it on the tiny codec, which keeps the real kernels and strides).
+DECODER_MARGIN_FRAMES = 8
 
 
 @dataclass(frozen=True)
@@ -173,26 +183,51 @@ def fold_weight_norms(model: torch.nn.Module) -> int:
 
 
 class WindowedDecoding:
-    """Whole, windowed and chunked decoding, built on the subclass's batched `decode_codes([B, 10, T])`.
+    """Whole, windowed and chunked decoding, built on the subclass's batched `decode_span([B, 10, T], skip)`.
 
     Shared by the PyTorch `Codec` and the ONNX Runtime codec, so both cut and trim windows the same way.
     """
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Decode a batch of equally long code sequences `[B, 10, T]`: float32 PCM `[B, T * 2048]`."""
         raise NotImplementedError
+
+    def decode_span(self, codes: torch.Tensor, skip: int) -> torch.Tensor:
+        """PCM `[B, (T - skip) * 2048]` of frames `[skip, T)` of codes `[B, 10, T]`, exact for frames at or past
+        `skip + DECODER_MARGIN_FRAMES`. This default decodes everything and cuts; `Codec` skips the work."""
+        return self.decode_codes(codes)[:, skip * FRAME_SAMPLES :]
+
+    def window_skip(self, window: DecodeWindow) -> int:
+        """Frames of `window` the waveform decoder may leave out: the context before its margin."""
+        return max(0, window.context_frames - DECODER_MARGIN_FRAMES)
+
+    def window_end(self, windows: Sequence[DecodeWindow]) -> int:
+        """Frames of the windows `decode_span` sees: up to the last real frame of the longest."""
+        return max(w.num_frames for w in windows)
 
     def decode(self, codes: Any) -> torch.Tensor:
         """Whole-sequence decode of codes `[10, T]`: float32 PCM `[T * 2048]`."""
         return self.decode_codes(validate_codes(codes)[None])[0]
 
     def decode_windows(self, windows: Sequence[DecodeWindow]) -> list[torch.Tensor]:
-        """Decode equally shaped windows in one call; returns each window's rendered PCM (context trimmed)."""
-        if not windows:
-            return []
-        audio = self.decode_codes(torch.stack([w.codes for w in windows]))
-        return [
-            audio[row, w.context_frames * FRAME_SAMPLES : w.num_frames * FRAME_SAMPLES] for row, w in enumerate(windows)
-        ]
+        """Decode equally shaped windows; returns each window's rendered PCM (context trimmed), in order.
+
+        Windows that may skip the same number of frames share one call (an utterance's first windows have no
+        context to skip, later ones skip most of theirs): at most a few calls, first windows first.
+        """
+        groups: dict[int, list[int]] = {}
+        for index, window in enumerate(windows):
+            groups.setdefault(self.window_skip(window), []).append(index)
+        pcm: list[torch.Tensor] = [torch.empty(0)] * len(windows)
+        for skip in sorted(groups):
+            members = [windows[index] for index in groups[skip]]
+            end = self.window_end(members)
+            audio = self.decode_span(torch.stack([w.codes[:, :end] for w in members]), skip)
+            for row, (index, w) in enumerate(zip(groups[skip], members, strict=True)):
+                pcm[index] = audio[
+                    row, (w.context_frames - skip) * FRAME_SAMPLES : (w.num_frames - skip) * FRAME_SAMPLES
+                ]
+        return pcm
 
     def decode_chunked(self, codes: Any, plan: ChunkPlan, batch_size: int = 16) -> torch.Tensor:
         """Decode `[10, T]` as fixed-shape windows, `batch_size` per call, and concatenate: float32 `[T * 2048]`."""
@@ -210,24 +245,40 @@ class Codec(WindowedDecoding):
         self.dac = dac
         self.device = torch.device(device)
         self.dtype = next(dac.parameters()).dtype
-        self.batch_buckets: tuple[int, ...] = ()  # set by compile_decoder: decode batches are padded up to these
+        # Set by compile_decoder: decode batches are padded up to these sizes, windows kept at fixed lengths.
+        self.batch_buckets: tuple[int, ...] = ()
+        self.fixed_window = 0
+        self.fixed_skip = 0
         if dac.sample_rate != SAMPLE_RATE or dac.frame_length != FRAME_SAMPLES:
             raise ValueError(f"codec runs at {dac.sample_rate} Hz / {dac.frame_length} samples per frame")
 
-    def compile_decoder(self, max_batch: int) -> None:
+    def compile_decoder(self, max_batch: int, plan: ChunkPlan) -> None:
         """torch.compile the waveform decoder (1.4x the decode throughput of an H200 at batch 16, measured).
 
         Compiled code is specialised per input shape, so batches are padded up to a bucket size (see
-        `bucket_sizes`: 7 compilations for max_batch 32), which `warm_up` pays before serving.
+        `bucket_sizes`: 7 for max_batch 32) and windows keep two lengths: whole (`plan.window_frames`, for
+        windows with less than the full context) and the rendered chunk plus margin. `warm_up` compiles them all.
         """
         self.dac.decoder = torch.compile(self.dac.decoder, dynamic=False)
         self.batch_buckets = bucket_sizes(max_batch)
+        self.fixed_window = plan.window_frames
+        self.fixed_skip = max(0, plan.context_frames - DECODER_MARGIN_FRAMES)
+
+    def window_skip(self, window: DecodeWindow) -> int:
+        skip = super().window_skip(window)
+        if self.fixed_window:  # compiled: the full skip or none, so the decoder sees two lengths only
+            return self.fixed_skip if skip >= self.fixed_skip else 0
+        return skip
+
+    def window_end(self, windows: Sequence[DecodeWindow]) -> int:
+        return self.fixed_window or super().window_end(windows)
 
     def warm_up(self, plan: ChunkPlan) -> None:
-        """Decode one dummy batch per bucket size so compilation happens now, not on a request."""
+        """Decode one dummy batch per bucket size and window length so compilation happens now, not on a request."""
         dummy = torch.zeros((NUM_CODEBOOKS, plan.window_frames), dtype=torch.int32)
         for size in self.batch_buckets or (1,):
-            self.decode_codes(dummy[None].expand(size, -1, -1))
+            for skip in sorted({0, self.fixed_skip}):
+                self.decode_span(dummy[None].expand(size, -1, -1), skip)
 
     @classmethod
     def from_checkpoint(
@@ -276,14 +327,20 @@ class Codec(WindowedDecoding):
         """Codes int32 `[10, T]` of one mono 44.1 kHz clip."""
         return self.encode_batch([pcm])[0]
 
-    @torch.inference_mode()
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Decode a batch of equally long code sequences `[B, 10, T]` in one call: float32 PCM `[B, T * 2048]`."""
+        return self.decode_span(codes, 0)
+
+    @torch.inference_mode()
+    def decode_span(self, codes: torch.Tensor, skip: int) -> torch.Tensor:
+        """`DAC.decode` in its two stages: the latent of all `T` frames (the quantizer's lookup, causal
+        transformer and upsampling), then the waveform decoder on the latent from frame `skip` on."""
         codes = codes.to(self.device, torch.int64)
-        batch = codes.shape[0]
+        batch, _, frames = codes.shape
         bucket = next((size for size in self.batch_buckets if size >= batch), batch)
         if bucket > batch:  # padding rows are decoded and dropped: batch items do not interact
             codes = torch.cat([codes, codes[:1].expand(bucket - batch, -1, -1)])
-        lengths = torch.full((bucket,), codes.shape[2], device=self.device, dtype=torch.int64)
-        audio, _ = self.dac.decode(codes, lengths)
+        latent = self.dac.quantizer.decode(codes)
+        per_frame = latent.shape[-1] // frames
+        audio = self.dac.decoder(latent[..., skip * per_frame :])
         return audio[:batch, 0].to(torch.float32)

@@ -29,7 +29,7 @@ class TritonPythonModel:
         if params["compile_decoder"] == "true":
             if not isinstance(self.codec, Codec):
                 raise ValueError("knob compile_decoder applies to runtime torch only")
-            self.codec.compile_decoder(int(params["max_batch_size"]))
+            self.codec.compile_decoder(int(params["max_batch_size"]), self.plan)
             self.codec.warm_up(self.plan)
 
     def execute(self, requests: list[Any]) -> list[Any]:
