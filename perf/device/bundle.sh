@@ -10,7 +10,7 @@ site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purel
 plat=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any)
 pin() { grep -i "^$1==" constraints.txt || echo "$1"; }
-for n in fish-speech loguru loralib hydra-core omegaconf descript-audio-codec descript-audiotools julius flatten-dict \
+for n in pytest pluggy iniconfig pytest-timeout fish-speech loguru loralib hydra-core omegaconf descript-audio-codec descript-audiotools julius flatten-dict \
          ffmpy importlib-resources markdown2 pystoi torch-stoi pyloudnorm librosa audioread soxr lazy-loader pooch \
          soundfile cffi pycparser docstring-parser fire termcolor decorator platformdirs tritonclient python-rapidjson; do
   python3 -m pip download -q --no-deps --only-binary=:all: "${plat[@]}" -d "$out/whl" "$(pin $n)"

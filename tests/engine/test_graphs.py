@@ -9,7 +9,7 @@ import torch
 
 from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.generate import FrameBudget, GenerationRequest, SamplingParams
-from voicereel.engine.graphs import DecodeRunner, bucket_batch, bucket_kv_len
+from voicereel.engine.graphs import DecodeRunner, all_buckets, bucket_batch, bucket_kv_len
 from voicereel.engine.scheduler import Engine, EngineConfig
 from voicereel.engine.step import hash_tables, new_state
 
@@ -28,6 +28,23 @@ def test_kv_buckets_are_block_multiples_capped_at_the_capacity() -> None:
         bucket_kv_len(1001, 256, 1000)
 
 
+@pytest.mark.parametrize(("slots", "block", "capacity"), [(128, 256, 1024), (12, 256, 1000), (1, 64, 64), (5, 8, 70)])
+def test_all_buckets_are_exactly_the_buckets_a_step_can_pick(slots: int, block: int, capacity: int) -> None:
+    picked = {
+        (bucket_batch(n, slots), bucket_kv_len(k, block, capacity))
+        for n in range(1, slots + 1)
+        for k in range(1, capacity + 1)
+    }
+    buckets = all_buckets(slots, block, capacity)
+    assert set(buckets) == picked and len(buckets) == len(picked)
+    assert buckets == sorted(buckets)
+
+
+def test_capture_at_load_does_nothing_without_cuda_graphs(tiny_lm: Any) -> None:
+    engine = Engine(BatchedDualAR(tiny_lm), EngineConfig(max_slots=2, slot_capacity=128, capture_at_load=True))
+    assert engine.capture_graphs() == 0 and engine.runner.graphs == {}
+
+
 def test_graphs_need_cuda(tiny_lm: Any) -> None:
     model = BatchedDualAR(tiny_lm)
     state = new_state(model, 2, 64)
@@ -35,7 +52,7 @@ def test_graphs_need_cuda(tiny_lm: Any) -> None:
         DecodeRunner(model, state, hash_tables(model), use_graphs=True)
 
 
-def _generate(model: BatchedDualAR, cuda_graphs: bool) -> dict[str, torch.Tensor]:
+def _generate(model: BatchedDualAR, cuda_graphs: bool, capture_at_load: bool = False) -> dict[str, torch.Tensor]:
     config = EngineConfig(
         max_slots=4,
         slot_capacity=512,
@@ -43,8 +60,11 @@ def _generate(model: BatchedDualAR, cuda_graphs: bool) -> dict[str, torch.Tensor
         budget=FrameBudget(1.0, 6, 40),
         kv_block=64,
         cuda_graphs=cuda_graphs,
+        capture_at_load=capture_at_load,
     )
     engine = Engine(model, config)
+    if capture_at_load:  # every bucket now, none at first use
+        assert engine.capture_graphs() == len(all_buckets(4, 64, 512)) == len(engine.runner.graphs)
     out: dict[str, list[torch.Tensor]] = {}
     texts = {"a": "first request", "b": "second, a longer request text", "c": "third"}
     for step in range(400):
@@ -70,7 +90,9 @@ def test_cuda_graph_replay_equals_eager(tiny_lm: Any) -> None:
     try:
         eager = _generate(model, cuda_graphs=False)
         graphed = _generate(model, cuda_graphs=True)
+        captured_at_load = _generate(model, cuda_graphs=True, capture_at_load=True)
     finally:
         tiny_lm.to("cpu")
     for name, codes in eager.items():
         assert torch.equal(codes, graphed[name]), name
+        assert torch.equal(codes, captured_at_load[name]), name

@@ -103,6 +103,8 @@ def test_model_glue_reads_the_version_folder_and_refuses_settings_it_cannot_hono
     params = {"dtype": "float32", "compile_decoder": "false"}
     codec = onnx_codec_for_model(args, params, "decoder", torch.device("cpu"))
     assert codec.decode(torch.zeros((10, 2), dtype=torch.int32)).shape == (2 * FRAME_SAMPLES,)
+    auto = onnx_codec_for_model(args, {**params, "dtype": "auto"}, "decoder", torch.device("cpu"))  # the default
+    assert auto.decode(torch.zeros((10, 2), dtype=torch.int32)).shape == (2 * FRAME_SAMPLES,)
     with pytest.raises(OnnxCodecError, match="float32 export; dtype is 'bfloat16'"):
         onnx_codec_for_model(args, {**params, "dtype": "bfloat16"}, "decoder", torch.device("cpu"))
     with pytest.raises(OnnxCodecError, match="compile_decoder applies to runtime torch only"):

@@ -37,6 +37,15 @@ def bucket_kv_len(needed: int, block: int, capacity: int) -> int:
     return min(-(-needed // block) * block, capacity)
 
 
+def all_buckets(max_slots: int, block: int, capacity: int) -> list[tuple[int, int]]:
+    """Every (batch, kv length) pair ``bucket_batch`` and ``bucket_kv_len`` can return, smallest first."""
+    batches = sorted(
+        {bucket_batch(n, max_slots) for n in (1 << k for k in range(max_slots.bit_length()))} | {max_slots}
+    )
+    kv_lens = sorted({bucket_kv_len(n, block, capacity) for n in range(block, capacity, block)} | {capacity})
+    return [(batch, kv_len) for batch in batches for kv_len in kv_lens]
+
+
 class DecodeRunner:
     """Runs ``decode_step`` for a bucket pair, through a captured CUDA graph when enabled."""
 
@@ -59,6 +68,16 @@ class DecodeRunner:
             graph = self._capture(batch, kv_len)
             self.graphs[(batch, kv_len)] = graph
         graph.replay()
+
+    def capture(self, buckets: list[tuple[int, int]]) -> int:
+        """Capture the graphs of ``buckets`` not captured yet (at load, so no request waits on a capture);
+        returns how many were captured. Only while every slot is idle: a capture's warm-up run decodes them."""
+        if not self.use_graphs:
+            return 0
+        missing = [bucket for bucket in buckets if bucket not in self.graphs]
+        for batch, kv_len in missing:
+            self.graphs[(batch, kv_len)] = self._capture(batch, kv_len)
+        return len(missing)
 
     def _row_tensors(self, batch: int) -> list[torch.Tensor]:
         state = self.state

@@ -146,9 +146,10 @@ def onnx_codec_for_model(args: dict[str, str], params: dict[str, str], side: str
     """The `OnnxCodec` of a codec python-backend model whose knob `runtime` is `onnxruntime`.
 
     Reads `<model dir>/<version>/model.onnx` (installed by `python -m export`, stage 5). The export is float32
-    and not torch.compile'd, so other settings of those knobs are refused rather than silently ignored.
+    (what dtype `auto` means here) and not torch.compile'd, so other settings of those knobs are refused rather than
+    silently ignored.
     """
-    if params.get("dtype", "float32") != "float32":
+    if params.get("dtype", "float32") not in ("float32", "auto"):  # auto: the export's own dtype
         raise OnnxCodecError(f"runtime onnxruntime serves the float32 export; dtype is {params['dtype']!r}")
     if params.get("compile_decoder", "false") == "true":
         raise OnnxCodecError("compile_decoder applies to runtime torch only; turn it off with runtime onnxruntime")
@@ -171,4 +172,4 @@ def codec_for_instance(
         torch.set_num_threads(1)
     if params["runtime"] == "onnxruntime":
         return onnx_codec_for_model(args, params, side, device)
-    return Codec.from_checkpoint(params["checkpoint_dir"], device, dtype_from_name(params["dtype"]))
+    return Codec.from_checkpoint(params["checkpoint_dir"], device, dtype_from_name(params["dtype"], device))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ import torch
 
 from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams, chunk_seed
-from voicereel.engine.graphs import DecodeRunner, bucket_batch, bucket_kv_len
+from voicereel.engine.graphs import DecodeRunner, all_buckets, bucket_batch, bucket_kv_len
 from voicereel.engine.prompt import PromptError, VoiceTurn, build_prompt
 from voicereel.engine.stage_times import StageTimes
 from voicereel.engine.step import Admission, SlotState, hash_tables, new_state, prefill_slots
@@ -57,6 +58,7 @@ class EngineConfig:
     prefill_interval: int = 8
     cancel_poll_steps: int = 8  # poll a request's is_cancelled() every this many steps
     cuda_graphs: bool = False  # capture decode steps per (batch, kv) bucket; CUDA only
+    capture_at_load: bool = False  # with cuda_graphs: capture every bucket before serving (capture_graphs)
 
 
 @dataclass
@@ -134,6 +136,19 @@ class Engine:
         with self._lock:
             self._cancels.add(request_id)
         self._wakeup.set()
+
+    def capture_graphs(self) -> int:
+        """Capture every decode bucket's CUDA graph now (before ``start``, no slot busy); returns how many were
+        captured: 0 without ``cuda_graphs`` or ``capture_at_load``."""
+        config = self.config
+        if not (config.cuda_graphs and config.capture_at_load):
+            return 0
+        if self._by_slot:
+            raise RuntimeError("capture_graphs needs every slot idle")
+        started = time.perf_counter()
+        count = self.runner.capture(all_buckets(config.max_slots, config.kv_block, config.slot_capacity))
+        log.info("captured %d decode graphs in %.1fs", count, time.perf_counter() - started)
+        return count
 
     def start(self) -> None:
         if self._thread is None:

@@ -73,6 +73,7 @@ class ServingConfig:
             prefill_interval=int(params["prefill_interval"]),
             cancel_poll_steps=int(params["cancel_poll_steps"]),
             cuda_graphs=params["cuda_graphs"] == "true" and on_gpu,
+            capture_at_load=params["capture_at_load"] == "true",
         )
         defaults = SamplingParams(
             temperature=float(params["temperature"]),
@@ -103,6 +104,7 @@ def load_engine(config: ServingConfig, device: torch.device) -> Engine:
     engine = Engine(BatchedDualAR(model, allow_end=allow_end, compile_backend=config.compile_backend), config.engine)
     if config.compile_backend is not None:
         warm_up(engine)
+    engine.capture_graphs()
     return engine
 
 

@@ -30,7 +30,10 @@ def instance_device(args: Mapping[str, str]) -> torch.device:
     return torch.device("cpu")
 
 
-def dtype_from_name(name: str) -> torch.dtype:
+def dtype_from_name(name: str, device: torch.device | None = None) -> torch.dtype:
+    """A dtype knob's value; ``auto`` is bfloat16 on a CUDA device, float32 elsewhere."""
+    if name == "auto":
+        return torch.bfloat16 if device is not None and device.type == "cuda" else torch.float32
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if name not in dtypes:
         raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {name!r}")
