@@ -84,6 +84,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=646)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64, 128])
     parser.add_argument("--slots", type=int, default=128)
+    parser.add_argument(
+        "--latency-levels", type=int, nargs="+", help="first-chunk latency concurrencies (1 16; CPU 1 2)"
+    )
     parser.add_argument("--set", dest="settings", action="append", default=[], help="extra modelrepo --set")
     parser.add_argument("--upstream", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
@@ -159,8 +162,8 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
             "--concurrency",
             *map(str, concurrency),
         ]
-        if args.cpu:
-            cmd += ["--latency-levels", "1", "2"]
+        levels = args.latency_levels or ([1, 2] if args.cpu else [1, 16])
+        cmd += ["--latency-levels", *map(str, levels)]
         with MemorySampler() as sampler:
             subprocess.run(cmd, check=True, cwd=REPO)
         figures["tts"] = json.loads((args.out / "tts.json").read_text())

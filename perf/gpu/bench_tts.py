@@ -37,6 +37,7 @@ class Result:
     first_chunk_s: float
     wall_s: float
     samples: int
+    started: float = 0.0  # perf_counter at the request's start
 
 
 def _input(name: str, value: np.ndarray) -> grpcclient.InferInput:
@@ -84,7 +85,7 @@ async def one_request(client: grpcclient.InferenceServerClient, frames: int, see
         if result.parameters.get("triton_final_response") and result.parameters["triton_final_response"].bool_param:
             break
     wall = time.perf_counter() - start
-    return Result(first if first is not None else wall, wall, samples)
+    return Result(first if first is not None else wall, wall, samples, start)
 
 
 async def run_level(url: str, concurrency: int, requests_each: int, frames: int) -> tuple[list[Result], float]:
@@ -127,9 +128,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     latency: dict[str, object] = {}
     for concurrency in args.latency_levels:
         rounds = 8 if concurrency == 1 else 2
+        level_start = time.perf_counter()
         results, _ = await run_level(args.url, concurrency, rounds, args.frames)
         firsts = [r.first_chunk_s for r in results]
-        latency[f"c{concurrency}"] = {"p50_s": statistics.median(firsts), "p95_s": pct(firsts, 0.95), "n": len(firsts)}
+        by_round = [[r.first_chunk_s for r in results[index::rounds]] for index in range(rounds)]
+        latency[f"c{concurrency}"] = {
+            "p50_s": statistics.median(firsts),
+            "p95_s": pct(firsts, 0.95),
+            "n": len(firsts),
+            # round 1 starts together on an idle server; later rounds start as each user's previous request ends
+            "p50_s_by_round": [statistics.median(values) for values in by_round],
+            "max_s_by_round": [max(values) for values in by_round],
+            # [user, round, start, first chunk, end] in seconds from the level's start
+            "timeline": [
+                [index // rounds, index % rounds]
+                + [round(t, 3) for t in (r.started - level_start, r.started - level_start + r.first_chunk_s)]
+                + [round(r.started - level_start + r.wall_s, 3)]
+                for index, r in enumerate(results)
+            ],
+        }
     figures["first_chunk_latency"] = latency
     throughput: dict[str, object] = {}
     for concurrency in args.concurrency:
