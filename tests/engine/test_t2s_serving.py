@@ -87,6 +87,32 @@ def test_compiled_decode_pieces_equal_eager_and_warm_up_keeps_them(tiny_lm: Any)
     assert all(torch.equal(eager[rid], got[rid]) for rid in eager)
 
 
+def test_after_warm_up_no_batch_size_or_cache_length_compiles_again(tiny_lm: Any) -> None:
+    """Each new (batch, kv) bucket used to recompile the pieces (seconds each on the GPU, stalling every stream):
+    size coincidences (duck sizing), a stride-0 RoPE view, prefill rows of another tensor kind, batch 1. Counted
+    with dynamo alone (backend "eager"): the graphs it traces are the compilations inductor would do."""
+    from torch._dynamo.utils import counters
+
+    torch.set_num_threads(1)
+    config = EngineConfig(max_slots=8, slot_capacity=256, stream_frames=4, budget=FrameBudget(1.0, 6, 80), kv_block=64)
+    engine = Engine(BatchedDualAR(tiny_lm, compile_backend="eager"), config)
+    assert warm_up(engine)
+    traced = counters["stats"]["unique_graphs"]
+    for count, frames in ((1, 8), (3, 80), (5, 12), (8, 70)):  # batch buckets 1, 4, 8; kv buckets 64 and 128
+        for index in range(count):
+            request = GenerationRequest(
+                f"b{count}-{index}",
+                ["some words to say"],
+                sampling=SamplingParams(0.8, seed=index),
+                max_new_frames=frames,
+                on_codes=lambda codes: None,
+            )
+            engine.submit(request)
+        while engine.step():
+            pass
+    assert counters["stats"]["unique_graphs"] == traced
+
+
 def test_warm_up_falls_back_to_eager_pieces_when_compiling_fails(tiny_lm: Any) -> None:
     def broken(*args: Any) -> Any:
         raise RuntimeError("no compiler")

@@ -146,6 +146,9 @@ class DecodeKernels:
         # Size 1 (batch 1, one cached codebook) would otherwise get graphs of its own: fewer graphs to compile.
         if hasattr(fx_config, "backed_size_oblivious"):
             fx_config.backed_size_oblivious = True
+        # Without this, sizes that happen to be equal when a piece is first traced (batch 2 and the RoPE pair,
+        # batch 8 and the KV heads) are assumed equal forever, and every other batch bucket recompiles.
+        fx_config.use_duck_shape = False
         limit = max(int(torch._dynamo.config.cache_size_limit), 64)
         torch._dynamo.config.cache_size_limit = limit
         torch._dynamo.config.accumulated_cache_size_limit = max(
@@ -191,6 +194,7 @@ class BatchedDualAR:
         self.head_weight = weight.detach()[torch.tensor(head_ids, device=weight.device)].clone()
         self.device = weight.device
         self.dtype = weight.dtype
+        self._fast_freqs_cache: dict[tuple[int, int, bool], torch.Tensor] = {}
         self.codebook_offsets = (
             torch.arange(self.num_codebooks, device=self.device, dtype=torch.long) * self.codebook_size
         )
@@ -304,7 +308,7 @@ class BatchedDualAR:
         """
         batch = x.shape[0]
         h = x[:, None]
-        freqs = self.model.fast_freqs_cis[index : index + 1][None].expand(batch, 1, -1, -1)
+        freqs = self._fast_freqs(index, batch)
         pre, post = self.kernels.pre, self.kernels.post
         for layer_index, block in enumerate(self.model.fast_layers):
             q, k, v = pre(block, h, freqs)
@@ -313,6 +317,16 @@ class BatchedDualAR:
             values[:, :, index] = v[:, :, 0]
             h = post(block, h, q, keys[:, :, : index + 1], values[:, :, : index + 1], None)
         return h[:, 0]
+
+    def _fast_freqs(self, index: int, batch: int) -> torch.Tensor:
+        """RoPE rows of codebook position ``index`` for ``batch`` rows ``[B, 1, D/2, 2]``, contiguous like the slow
+        transformer's (a broadcast view would make the compiled pieces trace a second, stride-0 variant). Made
+        once per (index, batch), so a decode step launches no copy for them."""
+        key = (index, batch, torch.is_inference_mode_enabled())  # inference tensors serve inference mode only
+        if key not in self._fast_freqs_cache:
+            row = self.model.fast_freqs_cis[index : index + 1][None]
+            self._fast_freqs_cache[key] = row.expand(batch, 1, -1, -1).clone()
+        return self._fast_freqs_cache[key]
 
     def fast_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Residual-code logits ``[B, residual_size]`` from a fast hidden state ``[B, fast_dim]``."""

@@ -137,6 +137,7 @@ class Engine:
             self._cancels.add(request_id)
         self._wakeup.set()
 
+    @torch.inference_mode()  # as ``step``: the compiled pieces see the same grad mode and tensor kinds
     def capture_graphs(self) -> int:
         """Capture every decode bucket's CUDA graph now (before ``start``, no slot busy); returns how many were
         captured: 0 without ``cuda_graphs`` or ``capture_at_load``."""

@@ -172,19 +172,22 @@ def prefill_slots(engine: BatchedDualAR, state: SlotState, tables: HashTables, a
         return torch.tensor(values, device=device, dtype=like.dtype)
 
     sampling = state.sampling
-    rows = SamplingRows(
-        column([a.temperature for a in admissions], sampling.temperature),
-        column([a.top_p for a in admissions], sampling.top_p),
-        column([a.repetition_penalty for a in admissions], sampling.repetition_penalty),
-        column([a.seed for a in admissions], sampling.seed),
-    )
+    count = len(admissions)
+    # The frame sampler gets these as decode steps get the slot state's rows: as ordinary tensors even inside
+    # inference mode, so its compiled code serves both (inference tensors would trace a second variant).
+    with torch.inference_mode(False):
+        rows = SamplingRows(
+            column([a.temperature for a in admissions], sampling.temperature),
+            column([a.top_p for a in admissions], sampling.top_p),
+            column([a.repetition_penalty for a in admissions], sampling.repetition_penalty),
+            column([a.seed for a in admissions], sampling.seed),
+        )
+        history = torch.zeros((count, *state.history.shape[1:]), device=device, dtype=state.history.dtype)
+        frame_index = torch.zeros(count, device=device, dtype=state.frame_index.dtype)
     sampling.temperature[slots] = rows.temperature
     sampling.top_p[slots] = rows.top_p
     sampling.repetition_penalty[slots] = rows.repetition_penalty
     sampling.seed[slots] = rows.seed
-    count = len(admissions)
-    history = torch.zeros((count, *state.history.shape[1:]), device=device, dtype=state.history.dtype)
-    frame_index = torch.zeros(count, device=device, dtype=state.frame_index.dtype)
     hidden = engine.prefill_many(state.slow, slots, [a.prompt for a in admissions])
     scratch = FastCache(state.fast.k[:, :count], state.fast.v[:, :count])
     frame = sample_frame(engine, hidden, scratch, rows, history, frame_index, tables)

@@ -109,7 +109,9 @@ def load_engine(config: ServingConfig, device: torch.device) -> Engine:
 
 
 def warm_up(engine: Engine, batches: int = 2, frames: int = 4) -> bool:
-    """Compile (and capture) before serving: a few short requests through ``engine.step`` (loop not started).
+    """Compile (and capture) before serving: short requests through ``engine.step`` (loop not started), one alone
+    (batch 1: the compiled pieces' size-1 variants), then ``batches`` together (the variants every larger batch
+    shares), so no later batch size compiles.
 
     If compiling fails, the engine falls back to eager pieces (logged) so the model still serves.
     Returns whether the compiled pieces are in use.
@@ -118,19 +120,20 @@ def warm_up(engine: Engine, batches: int = 2, frames: int = 4) -> bool:
 
     def run() -> None:
         done: list[FinishReason] = []
-        for index in range(batches):
-            engine.submit(
-                GenerationRequest(
-                    f"warm-up-{index}",
-                    ["warm up"],
-                    sampling=SamplingParams(seed=index),
-                    max_new_frames=frames + index,
-                    on_codes=lambda codes: None,
-                    on_done=lambda reason, message: done.append(reason),
+        for names in (["alone"], [f"together-{index}" for index in range(batches)]):
+            for index, name in enumerate(names):
+                engine.submit(
+                    GenerationRequest(
+                        f"warm-up-{name}",
+                        ["warm up"],
+                        sampling=SamplingParams(seed=index),
+                        max_new_frames=frames + index,
+                        on_codes=lambda codes: None,
+                        on_done=lambda reason, message: done.append(reason),
+                    )
                 )
-            )
-        while engine.step():
-            pass
+            while engine.step():
+                pass
         if any(reason is FinishReason.error for reason in done):
             raise RuntimeError("warm-up request failed")
 
