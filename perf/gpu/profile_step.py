@@ -121,6 +121,27 @@ def top_kernels(engine: Engine, batch: int, kv: int, steps: int, out: Path) -> d
     return {"device_events_per_step": kernels, "top": lines[1:16]}
 
 
+def profile_admission(engine: Engine, out: Path) -> list[str]:
+    """torch.profiler over the engine step that admits one text request: top ops by self CPU and device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(2):
+        admission(engine, 1, [])
+        drain(engine)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        took = admission(engine, 1, [])
+    drain(engine)
+    events = list(prof.key_averages())
+    lines = [f"one admission: {took:.1f} ms wall, {sum(e.count for e in events)} profiled events"]
+    for key, label in (("self_cpu_time_total", "self CPU"), ("device_time_total", "device")):
+        lines.append(f"-- top by {label} time (ms, count)")
+        for event in sorted(events, key=lambda e: getattr(e, key, 0), reverse=True)[:25]:
+            lines.append(f"{getattr(event, key, 0) / 1000:9.3f} {event.count:6d}  {event.key[:120]}")
+    (out / "profile_admission.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("."))
@@ -130,6 +151,7 @@ def main() -> None:
     parser.add_argument("--kv", default="256,1024")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--eager", action="store_true", help="eager pieces inside the graphs (no torch.compile)")
+    parser.add_argument("--admission-only", action="store_true", help="only profile one admission (prefill) and stop")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
@@ -148,6 +170,10 @@ def main() -> None:
     torch.cuda.synchronize()
     result["load_and_warm_up_s"] = round(time.perf_counter() - started, 1)
     print(f"warm-up done in {result['load_and_warm_up_s']} s", flush=True)
+    if args.admission_only:
+        result["admission_profile"] = profile_admission(engine, args.out)
+        (args.out / "profile_step.json").write_text(json.dumps(result, indent=1))
+        return
 
     # Admission: one request, then all slots at once, plain text and with a 10 s reference (215 frames).
     admit: dict[str, float] = {}

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from voicereel.engine.batched import BatchedDualAR
-from voicereel.engine.step import HashTables, SlotState, decode_step
+from voicereel.engine.batched import BatchedDualAR, FastCache
+from voicereel.engine.sampling import SamplingRows
+from voicereel.engine.step import HashTables, SlotState, decode_step, sample_frame
 
 if TYPE_CHECKING:
     from torch.cuda import _POOL_HANDLE
@@ -46,6 +47,10 @@ def all_buckets(max_slots: int, block: int, capacity: int) -> list[tuple[int, in
     return [(batch, kv_len) for batch in batches for kv_len in kv_lens]
 
 
+def _columns(rows: SamplingRows) -> tuple[torch.Tensor, ...]:
+    return rows.temperature, rows.top_p, rows.repetition_penalty, rows.seed
+
+
 class DecodeRunner:
     """Runs ``decode_step`` for a bucket pair, through a captured CUDA graph when enabled."""
 
@@ -57,7 +62,15 @@ class DecodeRunner:
         self.tables = tables
         self.use_graphs = use_graphs
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        self.first_graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._pool: _POOL_HANDLE | None = None
+        # Static inputs and output of the first-frame graphs (admissions), one row per slot.
+        slots, device = state.slots, state.frame.device
+        self._first_hidden = torch.zeros((slots, model.config.dim), device=device, dtype=model.dtype)
+        self._first_rows = SamplingRows(*(torch.zeros_like(column) for column in _columns(state.sampling)))
+        self._first_history = torch.zeros_like(state.history)
+        self._first_index = torch.zeros_like(state.frame_index)
+        self._first_frame = torch.zeros_like(state.frame)
 
     def step(self, batch: int, kv_len: int) -> None:
         if not self.use_graphs:
@@ -68,6 +81,56 @@ class DecodeRunner:
             graph = self._capture(batch, kv_len)
             self.graphs[(batch, kv_len)] = graph
         graph.replay()
+
+    def sample_first(
+        self, hidden: torch.Tensor, rows: SamplingRows, history: torch.Tensor, frame_index: torch.Tensor
+    ) -> torch.Tensor:
+        """First frames of ``N`` admitted sequences (``step.FirstFrames``): the frame sampler over the fast scratch
+        cache, eagerly or as a CUDA graph per batch bucket. The sampler is a decode step's larger half (the fast
+        transformer's ten positions and eleven draws, ~600 kernels at batch 1); launched one by one it cost an
+        admission tens of milliseconds of host time."""
+        count = hidden.shape[0]
+        if not self.use_graphs:
+            fast = self.state.fast
+            scratch = FastCache(fast.k[:, :count], fast.v[:, :count])
+            return sample_frame(self.model, hidden, scratch, rows, history, frame_index, self.tables)
+        self._first_hidden[:count] = hidden
+        for static, given in zip(_columns(self._first_rows), _columns(rows), strict=True):
+            static[:count] = given
+        self._first_history[:count] = history
+        self._first_index[:count] = frame_index
+        batch = bucket_batch(count, self.state.slots)
+        graph = self.first_graphs.get(batch)
+        if graph is None:
+            graph = self._capture_first(batch)
+            self.first_graphs[batch] = graph
+        graph.replay()
+        return self._first_frame[:count].clone()
+
+    def _first_step(self, batch: int) -> None:
+        fast = self.state.fast
+        self._first_frame[:batch] = sample_frame(
+            self.model,
+            self._first_hidden[:batch],
+            FastCache(fast.k[:, :batch], fast.v[:, :batch]),
+            self._first_rows.narrow(0, batch),
+            self._first_history[:batch],
+            self._first_index[:batch],
+            self.tables,
+        )
+
+    def _capture_first(self, batch: int) -> torch.cuda.CUDAGraph:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._first_step(batch)  # warm-up run: writes only the static output and the fast scratch cache
+        torch.cuda.current_stream().wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            self._first_step(batch)
+        return graph
 
     def capture(self, buckets: list[tuple[int, int]]) -> int:
         """Capture the graphs of ``buckets`` not captured yet (at load, so no request waits on a capture);

@@ -253,7 +253,7 @@ class Engine:
         slots = torch.tensor([run.slot for run in runs], device=self.state.frame.device)
         try:
             with self.times.stage("prefill"):
-                prefill_slots(self.model, self.state, self.tables, admissions)
+                prefill_slots(self.model, self.state, self.tables, admissions, self.runner.sample_first)
                 firsts = self.state.frame[slots].to("cpu").numpy()
         except Exception as exc:
             log.exception("prefill failed")

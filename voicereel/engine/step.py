@@ -13,6 +13,7 @@ codes from the fast transformer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -157,7 +158,19 @@ class Admission:
     seed: int
 
 
-def prefill_slots(engine: BatchedDualAR, state: SlotState, tables: HashTables, admissions: list[Admission]) -> None:
+# The first frames of admitted sequences from their prompts' last hidden states ``[N, dim]``, sampling rows, penalty
+# rings and frame counters: ``sample_frame`` over the fast scratch cache (``DecodeRunner.sample_first`` replays it
+# as a CUDA graph).
+FirstFrames = Callable[[torch.Tensor, SamplingRows, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def prefill_slots(
+    engine: BatchedDualAR,
+    state: SlotState,
+    tables: HashTables,
+    admissions: list[Admission],
+    first_frames: FirstFrames | None = None,
+) -> None:
     """Start sequences in their slots together: set their sampling rows, run the prompts, first frames.
 
     Every per-slot tensor of those slots is rewritten (counters, penalty ring, cache rows up to the prompt
@@ -189,8 +202,11 @@ def prefill_slots(engine: BatchedDualAR, state: SlotState, tables: HashTables, a
     sampling.repetition_penalty[slots] = rows.repetition_penalty
     sampling.seed[slots] = rows.seed
     hidden = engine.prefill_many(state.slow, slots, [a.prompt for a in admissions])
-    scratch = FastCache(state.fast.k[:, :count], state.fast.v[:, :count])
-    frame = sample_frame(engine, hidden, scratch, rows, history, frame_index, tables)
+    if first_frames is None:
+        scratch = FastCache(state.fast.k[:, :count], state.fast.v[:, :count])
+        frame = sample_frame(engine, hidden, scratch, rows, history, frame_index, tables)
+    else:
+        frame = first_frames(hidden, rows, history, frame_index)
     history[:, :, 0] = frame[:, 1:]
     state.history[slots] = history
     state.position[slots] = lengths
