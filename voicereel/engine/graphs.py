@@ -8,6 +8,10 @@ power of two (capped at the slot count), kv length to a multiple of a block (cap
 Capturing needs a warm-up run, which executes the step for real. The warm-up's effects on the slot
 rows (frame, position, counters, penalty ring) are undone from a snapshot; its cache writes land at the
 same positions the replay writes next, with the same values, so they need no undo.
+
+Admissions use the same machinery for their first frames (``sample_first``): the frame sampler over static
+input rows, one graph per batch bucket. Graphs are captured at first use, or all decode buckets at load
+(``Engine.capture_graphs``, knob ``capture_at_load``; first-frame graphs still at first use).
 """
 
 from __future__ import annotations
