@@ -16,13 +16,14 @@ input rows, one graph per batch bucket. Graphs are captured at first use, or all
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 
-from voicereel.engine.batched import BatchedDualAR, FastCache
+from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.sampling import SamplingRows
-from voicereel.engine.step import HashTables, SlotState, decode_step, sample_frame
+from voicereel.engine.step import HashTables, SlotState, decode_step, first_frames
 
 if TYPE_CHECKING:
     from torch.cuda import _POOL_HANDLE
@@ -95,9 +96,7 @@ class DecodeRunner:
         admission tens of milliseconds of host time."""
         count = hidden.shape[0]
         if not self.use_graphs:
-            fast = self.state.fast
-            scratch = FastCache(fast.k[:, :count], fast.v[:, :count])
-            return sample_frame(self.model, hidden, scratch, rows, history, frame_index, self.tables)
+            return first_frames(self.model, self.state, self.tables, hidden, rows, history, frame_index)
         self._first_hidden[:count] = hidden
         for static, given in zip(_columns(self._first_rows), _columns(rows), strict=True):
             static[:count] = given
@@ -105,36 +104,22 @@ class DecodeRunner:
         self._first_index[:count] = frame_index
         batch = bucket_batch(count, self.state.slots)
         graph = self.first_graphs.get(batch)
-        if graph is None:
-            graph = self._capture_first(batch)
+        if graph is None:  # its warm-up run writes only the static output and the fast scratch cache
+            graph = self._record(lambda: self._first_step(batch))
             self.first_graphs[batch] = graph
         graph.replay()
         return self._first_frame[:count].clone()
 
     def _first_step(self, batch: int) -> None:
-        fast = self.state.fast
-        self._first_frame[:batch] = sample_frame(
+        self._first_frame[:batch] = first_frames(
             self.model,
+            self.state,
+            self.tables,
             self._first_hidden[:batch],
-            FastCache(fast.k[:, :batch], fast.v[:, :batch]),
             self._first_rows.narrow(0, batch),
             self._first_history[:batch],
             self._first_index[:batch],
-            self.tables,
         )
-
-    def _capture_first(self, batch: int) -> torch.cuda.CUDAGraph:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            self._first_step(batch)  # warm-up run: writes only the static output and the fast scratch cache
-        torch.cuda.current_stream().wait_stream(side)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            self._first_step(batch)
-        return graph
 
     def capture(self, buckets: list[tuple[int, int]]) -> int:
         """Capture the graphs of ``buckets`` not captured yet (at load, so no request waits on a capture);
@@ -152,16 +137,26 @@ class DecodeRunner:
 
     def _capture(self, batch: int, kv_len: int) -> torch.cuda.CUDAGraph:
         snapshot = [tensor.clone() for tensor in self._row_tensors(batch)]
+
+        def undo() -> None:
+            for tensor, saved in zip(self._row_tensors(batch), snapshot, strict=True):
+                tensor.copy_(saved)
+
+        return self._record(lambda: decode_step(self.model, self.state, self.tables, batch, kv_len), undo)
+
+    def _record(self, run: Callable[[], None], after_warm_up: Callable[[], None] | None = None) -> torch.cuda.CUDAGraph:
+        """A warm-up run of ``run`` on a side stream (then ``after_warm_up``), then ``run`` captured into a graph
+        that shares this runner's memory pool."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            decode_step(self.model, self.state, self.tables, batch, kv_len)
+            run()
         torch.cuda.current_stream().wait_stream(side)
-        for tensor, saved in zip(self._row_tensors(batch), snapshot, strict=True):
-            tensor.copy_(saved)
+        if after_warm_up is not None:
+            after_warm_up()
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
-            decode_step(self.model, self.state, self.tables, batch, kv_len)
+            run()
         return graph

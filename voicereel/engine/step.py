@@ -159,9 +159,24 @@ class Admission:
 
 
 # The first frames of admitted sequences from their prompts' last hidden states ``[N, dim]``, sampling rows, penalty
-# rings and frame counters: ``sample_frame`` over the fast scratch cache (``DecodeRunner.sample_first`` replays it
-# as a CUDA graph).
+# rings and frame counters: ``first_frames`` (``DecodeRunner.sample_first`` replays it as a CUDA graph).
 FirstFrames = Callable[[torch.Tensor, SamplingRows, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def first_frames(
+    engine: BatchedDualAR,
+    state: SlotState,
+    tables: HashTables,
+    hidden: torch.Tensor,
+    rows: SamplingRows,
+    history: torch.Tensor,
+    frame_index: torch.Tensor,
+) -> torch.Tensor:
+    """``sample_frame`` for ``N`` admitted rows on the first ``N`` rows of the fast scratch cache (every decode step
+    rewrites those before reading them)."""
+    count = hidden.shape[0]
+    scratch = FastCache(state.fast.k[:, :count], state.fast.v[:, :count])
+    return sample_frame(engine, hidden, scratch, rows, history, frame_index, tables)
 
 
 def prefill_slots(
@@ -169,13 +184,13 @@ def prefill_slots(
     state: SlotState,
     tables: HashTables,
     admissions: list[Admission],
-    first_frames: FirstFrames | None = None,
+    sample_first: FirstFrames | None = None,
 ) -> None:
     """Start sequences in their slots together: set their sampling rows, run the prompts, first frames.
 
     Every per-slot tensor of those slots is rewritten (counters, penalty ring, cache rows up to the prompt
-    length), so nothing of a slot's previous occupant can reach the new sequence. The frame sampler runs
-    on the first ``N`` rows of the fast scratch cache, which every decode step rewrites before reading.
+    length), so nothing of a slot's previous occupant can reach the new sequence. First frames come from
+    ``sample_first`` (default: ``first_frames``, eagerly).
     """
     device = state.position.device
     slots = torch.tensor([a.slot for a in admissions], device=device)
@@ -202,11 +217,10 @@ def prefill_slots(
     sampling.repetition_penalty[slots] = rows.repetition_penalty
     sampling.seed[slots] = rows.seed
     hidden = engine.prefill_many(state.slow, slots, [a.prompt for a in admissions])
-    if first_frames is None:
-        scratch = FastCache(state.fast.k[:, :count], state.fast.v[:, :count])
-        frame = sample_frame(engine, hidden, scratch, rows, history, frame_index, tables)
+    if sample_first is None:
+        frame = first_frames(engine, state, tables, hidden, rows, history, frame_index)
     else:
-        frame = first_frames(hidden, rows, history, frame_index)
+        frame = sample_first(hidden, rows, history, frame_index)
     history[:, :, 0] = frame[:, 1:]
     state.history[slots] = history
     state.position[slots] = lengths
