@@ -122,17 +122,72 @@ def decode_post(
     return _block_tail(block, x, _attend_one(block.attention, q, keys, values, mask))
 
 
+def _attend_few(
+    attention: Attention, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, visible: torch.Tensor
+) -> torch.Tensor:
+    """Attention of one query per row ``q`` ``[B, H, 1, D]`` over a handful of keys ``[B, KV, C, D]`` (``visible``
+    ``[C]`` bool), then the output projection; returns ``[B, 1, dim]``.
+
+    Products and sums over the few keys (float32, like SDPA's accumulation) instead of an SDPA call: compiled, they
+    fuse into a couple of small kernels, where a fused-attention library call costs ~13 us for ten keys on an H200.
+    Head grouping as ``_attend_one`` (head ``h`` reads KV head ``h // (H / KV)``).
+    """
+    b, heads, _, dim = q.shape
+    kv_heads = keys.shape[1]
+    grouped = q.reshape(b, kv_heads, heads // kv_heads, 1, dim).float()
+    scores = (grouped * keys[:, :, None].float()).sum(-1) * (1.0 / math.sqrt(dim))  # [B, KV, G, C]
+    weights = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
+    y = (weights[..., None] * values[:, :, None].float()).sum(-2)  # [B, KV, G, D]
+    return attention.wo(y.to(q.dtype).reshape(b, 1, heads * dim))
+
+
+def fast_position(
+    layers: torch.nn.ModuleList,
+    cache_k: torch.Tensor,
+    cache_v: torch.Tensor,
+    x: torch.Tensor,
+    index: torch.Tensor,
+    freqs_table: torch.Tensor,
+    norm: torch.nn.Module,
+    head: torch.Tensor,
+) -> torch.Tensor:
+    """The fast transformer at codebook position ``index`` (0-dim int64 tensor) for inputs ``x`` ``[B, fast_dim]``,
+    rows ``[0, B)`` of the fast cache ``[fast_layers, S, KV, C, D]``; returns the head's logits ``[B, V]``.
+
+    One pure function for every position and layer: the position is data, not a shape, so compiled it is one graph
+    (per batch variant) with the cache writes inside. Each layer rewrites its cache rows whole (the new key/value
+    at ``index``, the others kept; ten positions are a few KiB a row) and attends all ``C`` positions with those
+    after ``index`` masked, so no shape depends on the position.
+    """
+    batch = x.shape[0]
+    positions = torch.arange(cache_k.shape[3], device=x.device)
+    written = (positions == index)[:, None]  # [C, 1], broadcast over [B, KV, C, D]
+    visible = positions <= index
+    freqs = freqs_table[index].expand(batch, 1, -1, -1)
+    h = x[:, None]
+    for layer, block in enumerate(layers):
+        q, k, v = _project_qkv(block.attention, block.attention_norm(h), freqs)
+        keys = torch.where(written, k, cache_k[layer, :batch])
+        values = torch.where(written, v, cache_v[layer, :batch])
+        cache_k[layer, :batch] = keys
+        cache_v[layer, :batch] = values
+        h = _block_tail(block, h, _attend_few(block.attention, q, keys, values, visible))
+    return F.linear(norm(h[:, 0]), head)
+
+
 @dataclass(frozen=True)
 class DecodeKernels:
-    """The pure pieces of a decode step, eager or ``torch.compile``'d (cache writes stay outside them)."""
+    """The pure pieces of a decode step, eager or ``torch.compile``'d: the slow transformer's block halves (its cache
+    writes stay outside them), the fast transformer's positions, the sampler."""
 
     pre: Any
     post: Any
+    fast: Any
     sample: Any
 
     @classmethod
     def eager(cls) -> DecodeKernels:
-        return cls(decode_pre, decode_post, sample_tensors)
+        return cls(decode_pre, decode_post, fast_position, sample_tensors)
 
     @classmethod
     def compiled(cls, backend: str) -> DecodeKernels:
@@ -154,7 +209,7 @@ class DecodeKernels:
         torch._dynamo.config.accumulated_cache_size_limit = max(
             int(torch._dynamo.config.accumulated_cache_size_limit), 8 * limit
         )
-        pieces = (decode_pre, decode_post, sample_tensors)
+        pieces = (decode_pre, decode_post, fast_position, sample_tensors)
         return cls(*(torch.compile(fn, backend=backend, dynamic=True) for fn in pieces))
 
 
@@ -194,7 +249,9 @@ class BatchedDualAR:
         self.head_weight = weight.detach()[torch.tensor(head_ids, device=weight.device)].clone()
         self.device = weight.device
         self.dtype = weight.dtype
-        self._fast_freqs_cache: dict[tuple[int, int, bool], torch.Tensor] = {}
+        # Codebook positions as 0-dim tensors of their own (no views: compiled pieces would guard on the offset).
+        self.positions = [torch.tensor(index, device=self.device) for index in range(self.num_codebooks)]
+        self.fast_head_weight = model.fast_output.weight.detach()[: self.residual_size]
         self.codebook_offsets = (
             torch.arange(self.num_codebooks, device=self.device, dtype=torch.long) * self.codebook_size
         )
@@ -301,34 +358,19 @@ class BatchedDualAR:
         return self.model.fast_embeddings(codes)
 
     def fast_forward(self, cache: FastCache, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Codebook position ``index`` of the fast transformer for ``x`` ``[B, fast_dim]``.
+        """Codebook position ``index`` of the fast transformer for ``x`` ``[B, fast_dim]`` (rows ``[0, B)`` of
+        ``cache``); returns the head's logits ``[B, residual_size]``: those of codebook ``index`` for ``index`` >= 1
+        (position 0, fed the projected slow hidden state, only fills the cache).
 
-        All rows are at the same codebook position, so the mask is a plain prefix. Returns the output
-        hidden state ``[B, fast_dim]`` (before the fast norm).
+        All rows are at the same codebook position, so the mask is a plain prefix.
         """
-        batch = x.shape[0]
-        h = x[:, None]
-        freqs = self._fast_freqs(index, batch)
-        pre, post = self.kernels.pre, self.kernels.post
-        for layer_index, block in enumerate(self.model.fast_layers):
-            q, k, v = pre(block, h, freqs)
-            keys, values = cache.k[layer_index, :batch], cache.v[layer_index, :batch]
-            keys[:, :, index] = k[:, :, 0]
-            values[:, :, index] = v[:, :, 0]
-            h = post(block, h, q, keys[:, :, : index + 1], values[:, :, : index + 1], None)
-        return h[:, 0]
-
-    def _fast_freqs(self, index: int, batch: int) -> torch.Tensor:
-        """RoPE rows of codebook position ``index`` for ``batch`` rows ``[B, 1, D/2, 2]``, contiguous like the slow
-        transformer's (a broadcast view would make the compiled pieces trace a second, stride-0 variant). Made
-        once per (index, batch), so a decode step launches no copy for them."""
-        key = (index, batch, torch.is_inference_mode_enabled())  # inference tensors serve inference mode only
-        if key not in self._fast_freqs_cache:
-            row = self.model.fast_freqs_cis[index : index + 1][None]
-            self._fast_freqs_cache[key] = row.expand(batch, 1, -1, -1).clone()
-        return self._fast_freqs_cache[key]
-
-    def fast_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Residual-code logits ``[B, residual_size]`` from a fast hidden state ``[B, fast_dim]``."""
-        weight = self.model.fast_output.weight[: self.residual_size]
-        return F.linear(self.model.fast_norm(hidden), weight)
+        return self.kernels.fast(
+            self.model.fast_layers,
+            cache.k,
+            cache.v,
+            x,
+            self.positions[index],
+            self.model.fast_freqs_cis,
+            self.model.fast_norm,
+            self.fast_head_weight,
+        )

@@ -50,7 +50,7 @@ class HashTables:
 
     slow: torch.Tensor
     fast: torch.Tensor
-    streams: torch.Tensor  # [C] int64 arange: random stream ids as tensors, so compiled samplers see no ints
+    streams: list[torch.Tensor]  # C 0-dim int64: random stream ids as tensors, so compiled samplers see no ints
 
 
 def new_state(engine: BatchedDualAR, slots: int, capacity: int) -> SlotState:
@@ -79,7 +79,7 @@ def hash_tables(engine: BatchedDualAR) -> HashTables:
     return HashTables(
         slow=index_hash(int(engine.head_weight.shape[0]), engine.device),
         fast=index_hash(engine.residual_size, engine.device),
-        streams=torch.arange(engine.num_codebooks, device=engine.device, dtype=torch.long),
+        streams=engine.positions,  # stream k draws codebook k
     )
 
 
@@ -113,9 +113,7 @@ def sample_frame(
     codes = [code]
     engine.fast_forward(fast, engine.fast_input(hidden), 0)
     for index in range(1, engine.num_codebooks):
-        fast_hidden = engine.fast_forward(fast, engine.fast_code_input(code), index)
-        logits = engine.fast_logits(fast_hidden)
-        code = sample(logits, index, tables.fast)
+        code = sample(engine.fast_forward(fast, engine.fast_code_input(code), index), index, tables.fast)
         codes.append(code)
     return torch.stack([token, *codes], dim=1)
 
@@ -173,10 +171,8 @@ def first_frames(
     frame_index: torch.Tensor,
 ) -> torch.Tensor:
     """``sample_frame`` for ``N`` admitted rows on the first ``N`` rows of the fast scratch cache (every decode step
-    rewrites those before reading them)."""
-    count = hidden.shape[0]
-    scratch = FastCache(state.fast.k[:, :count], state.fast.v[:, :count])
-    return sample_frame(engine, hidden, scratch, rows, history, frame_index, tables)
+    rewrites a row's positions before reading them)."""
+    return sample_frame(engine, hidden, state.fast, rows, history, frame_index, tables)
 
 
 def prefill_slots(
