@@ -163,14 +163,15 @@ def fast_position(
     positions = torch.arange(cache_k.shape[3], device=x.device)
     written = (positions == index)[:, None]  # [C, 1], broadcast over [B, KV, C, D]
     visible = positions <= index
-    freqs = freqs_table[index].expand(batch, 1, -1, -1)
+    freqs = freqs_table.index_select(0, index.reshape(1))[None].expand(batch, -1, -1, -1)  # tensor[index] syncs
     h = x[:, None]
     for layer, block in enumerate(layers):
         q, k, v = _project_qkv(block.attention, block.attention_norm(h), freqs)
-        keys = torch.where(written, k, cache_k[layer, :batch])
-        values = torch.where(written, v, cache_v[layer, :batch])
-        cache_k[layer, :batch] = keys
-        cache_v[layer, :batch] = values
+        # narrow, not a slice: a slice's length is min(batch, slots), which the compiler cannot prove equal to batch
+        rows_k, rows_v = cache_k[layer].narrow(0, 0, batch), cache_v[layer].narrow(0, 0, batch)
+        keys, values = torch.where(written, k, rows_k), torch.where(written, v, rows_v)
+        rows_k.copy_(keys)
+        rows_v.copy_(values)
         h = _block_tail(block, h, _attend_few(block.attention, q, keys, values, visible))
     return F.linear(norm(h[:, 0]), head)
 
@@ -210,7 +211,8 @@ class DecodeKernels:
             int(torch._dynamo.config.accumulated_cache_size_limit), 8 * limit
         )
         pieces = (decode_pre, decode_post, fast_position, sample_tensors)
-        return cls(*(torch.compile(fn, backend=backend, dynamic=True) for fn in pieces))
+        # fullgraph: a graph break (say, a tensor read on the host) fails at compile time, not inside a CUDA graph.
+        return cls(*(torch.compile(fn, backend=backend, dynamic=True, fullgraph=True) for fn in pieces))
 
 
 class BatchedDualAR:
