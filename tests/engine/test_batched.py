@@ -157,9 +157,9 @@ def test_fast_transformer_of_a_batch_equals_upstream_per_row(model: Any) -> None
     cache = engine.new_fast_cache(slots=4)
     cache.k.normal_()
     cache.v.normal_()
-    engine.fast_forward(cache, hidden, 0)
+    _, cache = engine.fast_forward(cache, hidden, 0)
     for index in range(1, model.config.num_codebooks):
-        logits = engine.fast_forward(cache, engine.fast_code_input(codes[:, index - 1]), index)
+        logits, cache = engine.fast_forward(cache, engine.fast_code_input(codes[:, index - 1]), index)
         assert logits.shape == (rows, engine.residual_size)
         for row in range(rows):
             _close(logits[row], expected[row][index - 1])

@@ -14,8 +14,6 @@ from voicereel.engine.sampling import (
     probabilities,
     row_keys,
     sample,
-    top_p_filter,
-    top_p_filter_pairwise,
     uniform_noise,
 )
 
@@ -69,25 +67,6 @@ def test_probabilities_equal_upstream_logits_to_probs(temperature: float, top_p:
             previous_tokens=window[row],
         )
         torch.testing.assert_close(probs[row], expected, atol=1e-6, rtol=1e-5)
-
-
-@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.8, 0.95])
-def test_pairwise_top_p_keeps_the_tokens_the_sort_keeps(top_p: float) -> None:
-    """The sort-free filter (CUDA rows of the fast head) keeps exactly the sort's tokens, ties and -inf included.
-    (Not at top_p = 1, where both drop a tail of near-zero tokens whose running sum rounds above 1: which ones
-    depends on the order of summation.)"""
-    generator = torch.Generator().manual_seed(3)
-    logits = torch.randn(64, 1024, generator=generator) * torch.linspace(0.5, 6.0, 64)[:, None]
-    logits[:8, 100:400] = float("-inf")  # masked tokens (zero probability)
-    logits[8:16] = torch.randint(0, 6, (8, 1024), generator=generator).float()  # many exact ties
-    logits[16] = 0.0  # every token tied
-    rows = torch.full((64,), top_p)
-    sorted_kept = top_p_filter(logits, rows) > float("-inf")
-    pairwise_kept = top_p_filter_pairwise(logits, rows) > float("-inf")
-    # With ties a sort may order equal tokens either way: the count kept must agree, and which tokens where none tie.
-    assert torch.equal(sorted_kept.sum(-1), pairwise_kept.sum(-1))
-    assert torch.equal(sorted_kept[17:], pairwise_kept[17:]) and torch.equal(sorted_kept[:8], pairwise_kept[:8])
-    assert bool(pairwise_kept.any(-1).all())  # the best token always stays
 
 
 def test_window_entries_not_yet_produced_are_not_penalised() -> None:

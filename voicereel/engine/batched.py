@@ -40,7 +40,7 @@ class SlowCache:
 
 @dataclass
 class FastCache:
-    """Scratch KV cache of the fast transformer, ``[fast_layers, S, heads, C, head_dim]``, rewritten per frame."""
+    """KV cache of the fast transformer within one frame, ``[fast_layers, rows, heads, C, head_dim]``."""
 
     k: torch.Tensor
     v: torch.Tensor
@@ -150,14 +150,16 @@ def fast_position(
     freqs_table: torch.Tensor,
     norm: torch.nn.Module,
     head: torch.Tensor,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The fast transformer at codebook position ``index`` (0-dim int64 tensor) for inputs ``x`` ``[B, fast_dim]``,
-    rows ``[0, B)`` of the fast cache ``[fast_layers, S, KV, C, D]``; returns the head's logits ``[B, V]``.
+    reading rows ``[0, B)`` of the fast cache ``[fast_layers, S, KV, C, D]``; returns the head's logits ``[B, V]`` and
+    the cache after this position (``[fast_layers, B, KV, C, D]``, new tensors: the input is never written).
 
     One pure function for every position and layer: the position is data, not a shape, so compiled it is one graph
-    (per batch variant) with the cache writes inside. Each layer rewrites its cache rows whole (the new key/value
-    at ``index``, the others kept; ten positions are a few KiB a row) and attends all ``C`` positions with those
-    after ``index`` masked, so no shape depends on the position.
+    (per batch variant). Each layer's cache rows come out whole (the new key/value at ``index``, the others as
+    given; ten positions are a few KiB a row) and attention covers all ``C`` positions with those after ``index``
+    masked, so no shape depends on the position. Returning the cache instead of writing the input keeps the
+    compiled code free of copies of the whole input (writing a view of it made inductor copy all of it).
     """
     batch = x.shape[0]
     positions = torch.arange(cache_k.shape[3], device=x.device)
@@ -165,15 +167,16 @@ def fast_position(
     visible = positions <= index
     freqs = freqs_table.index_select(0, index.reshape(1))[None].expand(batch, -1, -1, -1)  # tensor[index] syncs
     h = x[:, None]
+    new_k, new_v = [], []
     for layer, block in enumerate(layers):
         q, k, v = _project_qkv(block.attention, block.attention_norm(h), freqs)
         # narrow, not a slice: a slice's length is min(batch, slots), which the compiler cannot prove equal to batch
-        rows_k, rows_v = cache_k[layer].narrow(0, 0, batch), cache_v[layer].narrow(0, 0, batch)
-        keys, values = torch.where(written, k, rows_k), torch.where(written, v, rows_v)
-        rows_k.copy_(keys)
-        rows_v.copy_(values)
+        keys = torch.where(written, k, cache_k[layer].narrow(0, 0, batch))
+        values = torch.where(written, v, cache_v[layer].narrow(0, 0, batch))
+        new_k.append(keys)
+        new_v.append(values)
         h = _block_tail(block, h, _attend_few(block.attention, q, keys, values, visible))
-    return F.linear(norm(h[:, 0]), head)
+    return F.linear(norm(h[:, 0]), head), torch.stack(new_k), torch.stack(new_v)
 
 
 @dataclass(frozen=True)
@@ -359,14 +362,15 @@ class BatchedDualAR:
         """The fast transformer's input for a sampled code ``[B]``."""
         return self.model.fast_embeddings(codes)
 
-    def fast_forward(self, cache: FastCache, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Codebook position ``index`` of the fast transformer for ``x`` ``[B, fast_dim]`` (rows ``[0, B)`` of
-        ``cache``); returns the head's logits ``[B, residual_size]``: those of codebook ``index`` for ``index`` >= 1
-        (position 0, fed the projected slow hidden state, only fills the cache).
+    def fast_forward(self, cache: FastCache, x: torch.Tensor, index: int) -> tuple[torch.Tensor, FastCache]:
+        """Codebook position ``index`` of the fast transformer for ``x`` ``[B, fast_dim]`` after the positions in rows
+        ``[0, B)`` of ``cache``; returns the head's logits ``[B, residual_size]`` (those of codebook ``index`` for
+        ``index`` >= 1; position 0, fed the projected slow hidden state, only starts the cache) and the cache after it.
 
-        All rows are at the same codebook position, so the mask is a plain prefix.
+        All rows are at the same codebook position, so the mask is a plain prefix. Position 0 reads nothing of the
+        cache it is given (any rows will do: the engine passes a scratch block of zeros).
         """
-        return self.kernels.fast(
+        logits, k, v = self.kernels.fast(
             self.model.fast_layers,
             cache.k,
             cache.v,
@@ -376,3 +380,4 @@ class BatchedDualAR:
             self.model.fast_norm,
             self.fast_head_weight,
         )
+        return logits, FastCache(k, v)

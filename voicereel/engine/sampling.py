@@ -87,37 +87,13 @@ def penalize(
     return torch.where(seen, penalized, logits)
 
 
-# Up to this vocabulary size, CUDA rows find their top-p tail without a sort (the fast head's 1,024 residual codes).
-PAIRWISE_TOP_P_MAX_VOCAB = 1024
-
-
 def top_p_filter(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """Mask (to -inf) the tail beyond cumulative probability ``top_p`` per row; the best token stays."""
-    if logits.is_cuda and logits.shape[-1] <= PAIRWISE_TOP_P_MAX_VOCAB:
-        return top_p_filter_pairwise(logits, top_p)
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
     drop_sorted = cumulative > top_p[:, None]
     drop_sorted[:, 0] = False
     drop = torch.zeros_like(drop_sorted).scatter_(1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
-
-
-def top_p_filter_pairwise(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """``top_p_filter`` without a sort: a token's cumulative probability in descending order is its own plus that
-    of every token ranked before it (higher probability, or equal and a lower index, as a stable sort orders them).
-
-    ``B x V x V`` comparisons that compile into one reduction kernel; a sort is several kernels (~21 us for one
-    row of 1,024 on an H200) and a scatter back. Same tokens kept as the sort's cumulative sum, up to float
-    rounding of a sum taken in another order.
-    """
-    probs = torch.softmax(logits, dim=-1)
-    index = torch.arange(logits.shape[-1], device=logits.device)
-    mine, other = probs[:, :, None], probs[:, None, :]
-    before = (other > mine) | ((other == mine) & (index[None, :] < index[:, None]))  # [B, token, other]
-    mass_before = (other * before).sum(dim=-1)
-    first = ~before.any(dim=-1)
-    drop = (mass_before + probs > top_p[:, None]) & ~first
     return logits.masked_fill(drop, float("-inf"))
 
 

@@ -37,7 +37,7 @@ class SlotState:
     sampling: SamplingRows  # [S] each
     rows: torch.Tensor  # [S] int64 arange: static row ids for per-row cache writes
     slow: SlowCache
-    fast: FastCache
+    fast: FastCache  # the fast transformer's cache at the start of a frame: any rows do (never written, zeros)
 
     @property
     def slots(self) -> int:
@@ -111,9 +111,10 @@ def sample_frame(
     token = torch.where(is_end, engine.tokens.im_end_id, choice + engine.tokens.semantic_begin_id)
     code = torch.where(is_end, 0, choice)
     codes = [code]
-    engine.fast_forward(fast, engine.fast_input(hidden), 0)
+    _, cache = engine.fast_forward(fast, engine.fast_input(hidden), 0)
     for index in range(1, engine.num_codebooks):
-        code = sample(engine.fast_forward(fast, engine.fast_code_input(code), index), index, tables.fast)
+        logits, cache = engine.fast_forward(cache, engine.fast_code_input(code), index)
+        code = sample(logits, index, tables.fast)
         codes.append(code)
     return torch.stack([token, *codes], dim=1)
 
@@ -170,8 +171,7 @@ def first_frames(
     history: torch.Tensor,
     frame_index: torch.Tensor,
 ) -> torch.Tensor:
-    """``sample_frame`` for ``N`` admitted rows on the first ``N`` rows of the fast scratch cache (every decode step
-    rewrites a row's positions before reading them)."""
+    """``sample_frame`` for ``N`` admitted rows (the fast transformer starts from the slot state's scratch cache)."""
     return sample_frame(engine, hidden, state.fast, rows, history, frame_index, tables)
 
 
