@@ -11,6 +11,7 @@ with the git SHA.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -90,16 +91,19 @@ def main() -> None:
             for name, fn in candidates.items():
                 try:
                     got = fn(q, k, v, mask)
-                    ms = replay_ms(lambda fn=fn: fn(q, k, v, mask))  # type: ignore[misc]
+                    ms = replay_ms(functools.partial(fn, q, k, v, mask))
                     error = float((got.float() - expected).abs().max())
                     row = {"batch": batch, "kv": kv_len, "kernel": name, "us": round(ms * 1000, 1), "max_err": error}
                 except Exception as exc:  # a backend may refuse a shape: record why
                     row = {"batch": batch, "kv": kv_len, "kernel": name, "error": f"{type(exc).__name__}: {exc}"[:200]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    sha = os.environ.get("BENCH_GIT_SHA") or subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    sha = (
+        os.environ.get("BENCH_GIT_SHA")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"git_sha": sha, "device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}
     (args.out / "attention.json").write_text(json.dumps(payload, indent=1))
