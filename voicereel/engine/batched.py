@@ -15,6 +15,7 @@ over a fixed (batch, kv length) can be captured in a CUDA graph.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,7 +143,7 @@ def _attend_few(
 
 
 def fast_position(
-    layers: torch.nn.ModuleList,
+    layers: Sequence[TransformerBlock],
     cache_k: torch.Tensor,
     cache_v: torch.Tensor,
     x: torch.Tensor,
