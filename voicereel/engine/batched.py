@@ -127,27 +127,14 @@ def _attend_one(
 ) -> torch.Tensor:
     """Attention of one query per row ``q`` ``[B, H, 1, D]`` over ``keys``/``values`` ``[B, KV, T, D]``.
 
-    The ``H / KV`` query heads that share a KV head become that head's query rows, so each KV head is read once
-    (what ``enable_gqa`` does on the masked path). Same maths as upstream's SDPA call: head ``h`` attends KV head
-    ``h // (H / KV)`` (its ``repeat_interleave``), scale ``1 / sqrt(D)``, scores and softmax in float32, the
-    weights times the values in the cache dtype (flash attention's precision). Two batched products and a softmax
-    rather than an SDPA call: for one query row per head the library kernels are slower (H200, bf16, inside CUDA
-    graphs: 14 -> 8 us at batch 1 and 256 keys, 200 -> 143 us at batch 128 and 1,024; perf/gpu/bench_attention.py).
+    The ``H / KV`` query heads that share a KV head become that head's query rows, so SDPA reads each KV
+    head once instead of a copy repeated per query head (what ``enable_gqa`` does on the masked path).
+    Same maths: head ``h`` attends KV head ``h // (H / KV)``, as upstream's ``repeat_interleave``.
     """
     b, heads, _, dim = q.shape
     kv_heads = keys.shape[1]
-    group = heads // kv_heads
-    rows = q.reshape(b * kv_heads, group, dim)
-    keys_t = keys.reshape(b * kv_heads, -1, dim).transpose(1, 2)
-    if rows.is_cuda:  # bf16 products summed and returned in float32 (CUDA only)
-        scores = torch.bmm(rows, keys_t, out_dtype=torch.float32)
-    else:
-        scores = torch.bmm(rows.float(), keys_t.float())
-    scores = scores.view(b, kv_heads, group, -1) * (1.0 / math.sqrt(dim))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1).to(values.dtype)
-    y = torch.bmm(weights.view(b * kv_heads, group, -1), values.reshape(b * kv_heads, -1, dim))
+    grouped = q.reshape(b, kv_heads, heads // kv_heads, dim)
+    y = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask)
     return attention.wo(y.reshape(b, 1, heads * dim))
 
 
