@@ -14,7 +14,7 @@ import pytest
 import torch
 from fish_speech.models.text2semantic.llama import DualARTransformer
 
-from voicereel.engine.batched import PACKED_W13, BatchedDualAR, _block_tail
+from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.prompt import VoiceTurn, build_prompt
 
 ATOL, RTOL = 2e-5, 1e-4
@@ -178,23 +178,3 @@ def test_restricted_head_is_semantic_ids_then_end(tiny_lm: Any) -> None:
 def test_slot_capacity_cannot_exceed_the_model_context(tiny_lm: Any) -> None:
     with pytest.raises(ValueError, match="max_seq_len"):
         BatchedDualAR(tiny_lm).new_slow_cache(slots=1, capacity=tiny_lm.config.max_seq_len + 8)
-
-
-@torch.no_grad()
-def test_packed_feed_forward_equals_upstreams_and_shares_its_weights(tiny_lm: Any) -> None:
-    engine = BatchedDualAR(tiny_lm)
-    block = tiny_lm.layers[0]
-    ff = block.feed_forward
-    packed = getattr(ff, PACKED_W13)
-    assert ff.w1.weight.data_ptr() == packed.data_ptr()  # views of the packed matrix, not copies
-    assert ff.w3.weight.data_ptr() == packed[ff.w1.weight.shape[0] :].data_ptr()
-    x = torch.randn(3, 1, tiny_lm.config.dim, generator=torch.Generator().manual_seed(2))
-    attended = torch.randn_like(x)
-    h = x + attended
-    torch.testing.assert_close(_block_tail(block, x, attended), h + ff(block.ffn_norm(h)))
-    assert BatchedDualAR(tiny_lm).model is engine.model and getattr(ff, PACKED_W13) is packed  # packed once
-    tiny_lm.double().float()  # conversions make new weights: the next engine packs those
-    BatchedDualAR(tiny_lm)
-    repacked = getattr(ff, PACKED_W13)
-    assert repacked is not packed and ff.w1.weight.data_ptr() == repacked.data_ptr()
-    torch.testing.assert_close(repacked, packed)

@@ -84,42 +84,10 @@ def _attend(
     return attention.wo(y.transpose(1, 2).reshape(b, length, attention.n_head * attention.head_dim))
 
 
-# Attribute of a block's ``FeedForward`` holding ``w1`` and ``w3`` as one matrix (``pack_feed_forward``).
-PACKED_W13 = "voicereel_w13"
-
-
-def pack_feed_forward(block: TransformerBlock) -> None:
-    """Store the block's ``w1`` and ``w3`` weights as one ``[2 * hidden, dim]`` matrix (attribute ``PACKED_W13`` of its
-    ``feed_forward``), the two modules' weights becoming views of its halves: no second copy, upstream's module
-    still computes with them, and ``_block_tail`` multiplies once instead of twice (one GEMV launch fewer per layer
-    and frame). Packs again when the weights are no longer views of the packed matrix (the model was moved or
-    converted since)."""
-    ff = block.feed_forward
-    hidden = ff.w1.weight.shape[0]
-    packed = getattr(ff, PACKED_W13, None)
-    if (
-        packed is not None
-        and ff.w1.weight.data_ptr() == packed.data_ptr()
-        and ff.w3.weight.data_ptr() == packed[hidden:].data_ptr()
-    ):
-        return
-    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, like the parameters they replace
-        packed = torch.cat([ff.w1.weight, ff.w3.weight])
-        ff.w1.weight.data = packed[:hidden]
-        ff.w3.weight.data = packed[hidden:]
-    setattr(ff, PACKED_W13, packed)
-
-
 def _block_tail(block: TransformerBlock, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
-    """Residual around attention, then the block's feed-forward with its residual: upstream's
-    ``w2(silu(w1 x) * w3 x)``, with ``w1`` and ``w3`` as one product when packed."""
+    """Residual around attention, then the block's feed-forward with its residual."""
     h = x + attended
-    ff, normed = block.feed_forward, block.ffn_norm(h)
-    packed = getattr(ff, PACKED_W13, None)
-    if packed is None:
-        return h + ff(normed)
-    gate, up = F.linear(normed, packed).chunk(2, dim=-1)
-    return h + ff.w2(F.silu(gate) * up)
+    return h + block.feed_forward(block.ffn_norm(h))
 
 
 def _attend_one(
@@ -285,8 +253,6 @@ class BatchedDualAR:
         # The slow head restricted to the tokens generation may produce: semantic ids (+ im_end). Row i of
         # the restricted logits is semantic code i; row num_semantic is the end token.
         self.head_weight = weight.detach()[torch.tensor(head_ids, device=weight.device)].clone()
-        for block in [*model.layers, *model.fast_layers]:
-            pack_feed_forward(block)
         self.device = weight.device
         self.dtype = weight.dtype
         # Codebook positions as 0-dim tensors of their own (no views: compiled pieces would guard on the offset).
