@@ -7,15 +7,7 @@ import pytest
 import torch
 from fish_speech.models.text2semantic.inference import logits_to_probs
 
-from voicereel.engine.sampling import (
-    SamplingRows,
-    index_hash,
-    mix32,
-    probabilities,
-    row_keys,
-    sample,
-    uniform_noise,
-)
+from voicereel.engine.sampling import SamplingRows, index_hash, mix32, probabilities, row_keys, sample, uniform_noise
 
 
 def _rows(batch: int, temperature: float, top_p: float, penalty: float, seed: int = 0) -> SamplingRows:

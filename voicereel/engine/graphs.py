@@ -90,8 +90,8 @@ class DecodeRunner:
     def sample_first(
         self, hidden: torch.Tensor, rows: SamplingRows, history: torch.Tensor, frame_index: torch.Tensor
     ) -> torch.Tensor:
-        """First frames of ``N`` admitted sequences (``step.FirstFrames``): the frame sampler over the fast scratch
-        cache, eagerly or as a CUDA graph per batch bucket. The sampler is a decode step's larger half (the fast
+        """First frames of ``N`` admitted sequences (``step.FirstFrames``): the frame sampler from the fast
+        scratch cache, eagerly or as a CUDA graph per batch bucket. The sampler is a decode step's larger half (the fast
         transformer's ten positions and eleven draws, ~600 kernels at batch 1); launched one by one it cost an
         admission tens of milliseconds of host time."""
         count = hidden.shape[0]
@@ -104,7 +104,7 @@ class DecodeRunner:
         self._first_index[:count] = frame_index
         batch = bucket_batch(count, self.state.slots)
         graph = self.first_graphs.get(batch)
-        if graph is None:  # its warm-up run writes only the static output and the fast scratch cache
+        if graph is None:  # its warm-up run writes only the static output
             graph = self._record(lambda: self._first_step(batch))
             self.first_graphs[batch] = graph
         graph.replay()
