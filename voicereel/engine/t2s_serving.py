@@ -98,13 +98,22 @@ def load_engine(config: ServingConfig, device: torch.device) -> Engine:
     runs to its frame cap.
     """
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    started = time.perf_counter()
     model = load_text2semantic(config.checkpoint_dir, device, dtypes[config.dtype])
     marker = config.checkpoint_dir / MARKER_FILE
     allow_end = not (marker.is_file() and json.loads(marker.read_text()).get("mask_slow_head_to_semantic", False))
     engine = Engine(BatchedDualAR(model, allow_end=allow_end, compile_backend=config.compile_backend), config.engine)
+    loaded = time.perf_counter()
     if config.compile_backend is not None:
         warm_up(engine)
+    warmed = time.perf_counter()
     engine.capture_graphs()
+    log.info(
+        "text2semantic load: weights and slots %.1fs, compile warm-up %.1fs, graph capture %.1fs",
+        loaded - started,
+        warmed - loaded,
+        time.perf_counter() - warmed,
+    )
     return engine
 
 

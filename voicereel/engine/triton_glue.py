@@ -8,7 +8,9 @@ numpy outputs when numpy 2 is installed (the GPU image has numpy 2).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +23,16 @@ def model_parameters(args: Mapping[str, str]) -> dict[str, str]:
     """The `parameters` entries of the model's config (all strings, as Triton stores them)."""
     config = json.loads(args["model_config"])
     return {key: entry["string_value"] for key, entry in config.get("parameters", {}).items()}
+
+
+def use_compile_cache(directory: str) -> None:
+    """Keep torch.compile's caches (inductor's compiled graphs and Triton kernels, AOT autograd) in ``directory``
+    (knob ``compile_cache_dir``; empty: torch's per-machine default under /tmp). Call before anything compiles: inductor
+    reads ``TORCHINDUCTOR_CACHE_DIR`` when it first looks for a cache entry, and puts Triton's kernel cache under it.
+    A later start with the same directory finds its graphs and kernels there instead of compiling them again."""
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(directory).resolve())
 
 
 def instance_device(args: Mapping[str, str]) -> torch.device:

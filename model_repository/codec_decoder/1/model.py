@@ -14,6 +14,7 @@ from voicereel.engine.triton_glue import (
     model_parameters,
     request_inputs,
     responses,
+    use_compile_cache,
 )
 
 INPUTS = ["codes", "context_frames", "num_frames"]
@@ -24,6 +25,7 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         params = model_parameters(args)
+        use_compile_cache(params["compile_cache_dir"])
         self.codec = codec_for_instance(args, params, "decoder", instance_device(args))
         self.plan = ChunkPlan(chunk_frames=int(params["chunk_frames"]), context_frames=int(params["context_frames"]))
         if params["compile_decoder"] == "true":

@@ -22,7 +22,13 @@ from voicereel.engine.t2s_serving import (
     load_engine,
 )
 from voicereel.engine.text_inputs import BYTES_INPUTS, UTF8_INPUTS, guard_bytes_decoding, text_fields
-from voicereel.engine.triton_glue import error_response, instance_device, model_parameters, request_inputs
+from voicereel.engine.triton_glue import (
+    error_response,
+    instance_device,
+    model_parameters,
+    request_inputs,
+    use_compile_cache,
+)
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 guard_bytes_decoding(pb_utils)  # a BYTES input garbled by numpy 2 becomes INVALID_INPUT, not a dead stub
@@ -61,7 +67,9 @@ def _to_dlpack(tensor: Any) -> Any:
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         device = instance_device(args)
-        config = ServingConfig.from_parameters(model_parameters(args), on_gpu=device.type == "cuda")
+        params = model_parameters(args)
+        use_compile_cache(params["compile_cache_dir"])
+        config = ServingConfig.from_parameters(params, on_gpu=device.type == "cuda")
         self.service = Text2SemanticService(load_engine(config, device), config)
         # Responses leave on dispatcher threads: a Triton send waits for the server, the decode loop must not.
         self.dispatcher = ResponseDispatcher()
