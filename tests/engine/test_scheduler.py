@@ -18,7 +18,7 @@ import torch
 from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams, chunk_seed
 from voicereel.engine.prompt import VoiceTurn, build_prompt
-from voicereel.engine.scheduler import Engine, EngineConfig, RequestError, prefill_groups
+from voicereel.engine.scheduler import Engine, EngineConfig, EngineStopped, RequestError, prefill_groups
 from voicereel.engine.step import Admission, decode_step, hash_tables, new_state, prefill_slots
 
 
@@ -291,6 +291,48 @@ def test_background_thread_serves_requests(model: BatchedDualAR) -> None:
     for index, outcome in enumerate(outcomes):
         spec = Spec(f"t{index}", f"thread {index}", SamplingParams(seed=index))
         assert torch.equal(outcome.codes, _alone(model, spec).codes)
+
+
+class _Poisoned:
+    """A slot tensor after a CUDA fault: every access raises, as every CUDA call does once the context is poisoned."""
+
+    def __getitem__(self, key: Any) -> Any:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self[key]
+
+
+def test_a_dead_loop_fails_every_request_and_refuses_new_ones(model: BatchedDualAR) -> None:
+    """On the H200 a CUDA fault once killed the loop thread inside its own error handling; requests then hung until
+    their clients gave up. Now each one ends with an INTERNAL error and later ones are refused at once."""
+    engine = Engine(model, _config())
+    engine.state.active = _Poisoned()  # type: ignore[assignment]
+    outcomes = [Outcome() for _ in range(3)]
+    finished = threading.Semaphore(0)
+    for index, outcome in enumerate(outcomes):
+        request = _request(Spec(f"d{index}", f"doomed {index}", SamplingParams(seed=index)), outcome)
+        inner = request.on_done
+
+        def done(reason: FinishReason, message: str | None, inner: Any = inner) -> None:
+            inner(reason, message)
+            finished.release()
+
+        request.on_done = done
+        engine.submit(request)
+    engine.start()
+    try:
+        for _ in outcomes:
+            assert finished.acquire(timeout=60)
+        for outcome in outcomes:
+            assert len(outcome.done) == 1
+            reason, message = outcome.done[0]
+            assert reason is FinishReason.error and message is not None
+            assert message.startswith("INTERNAL: ") and "illegal memory access" in message
+        with pytest.raises(EngineStopped, match="illegal memory access"):
+            engine.submit(_request(Spec("late", "too late", SamplingParams()), Outcome()))
+    finally:
+        engine.stop()
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def test_warm_up_falls_back_to_eager_pieces_when_compiling_fails(tiny_lm: Any) -
         raise RuntimeError("no compiler")
 
     model = BatchedDualAR(tiny_lm)
-    model.kernels = DecodeKernels(broken, broken, broken, broken, broken)
+    model.kernels = DecodeKernels(broken, broken, broken, broken)
     engine = Engine(model, EngineConfig(max_slots=2, slot_capacity=256, kv_block=64))
     assert not warm_up(engine)
     assert model.kernels == DecodeKernels.eager()

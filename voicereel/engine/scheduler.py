@@ -43,6 +43,10 @@ class RequestError(ValueError):
     """A request that can never run (too long for a slot, no text, bad parameters). User-facing message."""
 
 
+class EngineStopped(RuntimeError):
+    """The decode loop died (say, a CUDA fault, which poisons the device context): no request can run any more."""
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Engine sizing. ``slot_capacity`` bounds prompt + generated frames of one chunk."""
@@ -96,13 +100,16 @@ class Engine:
         self._by_slot: dict[int, _Running] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._failure: str | None = None  # why the loop died; every later submit fails with it
         self._steps = 0
         self.times = StageTimes("text2semantic engine", log)
 
     # --- any thread -----------------------------------------------------------------------------------
 
     def submit(self, request: GenerationRequest) -> None:
-        """Check and queue a request. Raises RequestError when it could never run."""
+        """Check and queue a request. Raises RequestError when it could never run, EngineStopped when nothing can."""
+        if self._failure is not None:
+            raise EngineStopped(self._failure)
         try:
             sampling = request.sampling.validated()
         except ValueError as exc:
@@ -128,6 +135,8 @@ class Engine:
                     f"({self.config.slot_capacity}); use a shorter reference or text chunks"
                 )
         with self._lock:
+            if self._failure is not None:
+                raise EngineStopped(self._failure)
             self._inbox.append(_Running(request, sampling, prompt))
         self._wakeup.set()
 
@@ -176,10 +185,29 @@ class Engine:
     # --- loop thread ----------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        while not self._stopping:
-            if not self.step():
-                self._wakeup.wait(timeout=0.5)
-                self._wakeup.clear()
+        try:
+            while not self._stopping:
+                if not self.step():
+                    self._wakeup.wait(timeout=0.5)
+                    self._wakeup.clear()
+        except Exception as exc:  # a step's own handlers failed too (a CUDA fault makes every later call fail)
+            log.exception("text2semantic engine loop died")
+            self._fail_everything(f"INTERNAL: engine stopped: {exc}")
+
+    def _fail_everything(self, message: str) -> None:
+        """End every admitted, waiting and queued request with ``message``, and refuse later ones: after the loop died,
+        nobody would ever answer them. Touches no tensor (the device may be the thing that failed)."""
+        with self._lock:
+            self._failure = message
+            runs = [*self._by_slot.values(), *self._waiting, *self._inbox]
+            self._by_slot.clear()
+            self._waiting.clear()
+            self._inbox.clear()
+        for run in runs:
+            try:
+                run.request.on_done(FinishReason.error, message)
+            except Exception:
+                log.exception("on_done callback failed for %s", run.request.request_id)
 
     @torch.inference_mode()
     def step(self) -> bool:

@@ -29,7 +29,7 @@ from voicereel.engine.checkpoints import MARKER_FILE, load_text2semantic
 from voicereel.engine.codec_serving import Failure, InvalidInput
 from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams
 from voicereel.engine.prompt import PromptError, VoiceTurn, check_codes, normalize_text
-from voicereel.engine.scheduler import Engine, EngineConfig, RequestError
+from voicereel.engine.scheduler import Engine, EngineConfig, EngineStopped, RequestError
 from voicereel.engine.textsplit import split_text
 
 log = logging.getLogger(__name__)
@@ -339,11 +339,14 @@ class Text2SemanticService:
             )
             try:
                 self.engine.submit(request)
-            except RequestError:
+            except (RequestError, EngineStopped):
                 self._unregister(triton_id, key)
                 raise
         except (InvalidInput, RequestError) as exc:
             stream.close(Failure("INVALID_INPUT", str(exc)))
+        except EngineStopped as exc:
+            code, _, detail = str(exc).partition(": ")
+            stream.close(Failure(code, detail))
 
     def _cancel(self, target: str, texts: Mapping[str, str | None], tensors: Mapping[str, torch.Tensor | None]) -> None:
         if any(value is not None for value in [*texts.values(), *tensors.values()]):
