@@ -230,7 +230,6 @@ def main() -> None:
             sample_frame(
                 model,
                 h,
-                state.fast,
                 state.sampling.narrow(0, b),
                 state.history[:b],
                 state.frame_index[:b],

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from voicereel.engine.batched import BatchedDualAR, FastCache, SlowCache
+from voicereel.engine.batched import BatchedDualAR, SlowCache
 from voicereel.engine.sampling import SamplingRows, index_hash
 
 # Repetition penalty looks at this many previous frames, as upstream.
@@ -37,7 +37,6 @@ class SlotState:
     sampling: SamplingRows  # [S] each
     rows: torch.Tensor  # [S] int64 arange: static row ids for per-row cache writes
     slow: SlowCache
-    fast: FastCache  # the fast transformer's cache at the start of a frame: any rows do (never written, zeros)
 
     @property
     def slots(self) -> int:
@@ -71,7 +70,6 @@ def new_state(engine: BatchedDualAR, slots: int, capacity: int) -> SlotState:
         sampling=SamplingRows(floats(0.0), floats(1.0), floats(1.0), longs(slots)),
         rows=torch.arange(slots, device=device),
         slow=engine.new_slow_cache(slots, capacity),
-        fast=engine.new_fast_cache(slots),
     )
 
 
@@ -86,7 +84,6 @@ def hash_tables(engine: BatchedDualAR) -> HashTables:
 def sample_frame(
     engine: BatchedDualAR,
     hidden: torch.Tensor,
-    fast: FastCache,
     sampling: SamplingRows,
     history: torch.Tensor,
     frame_index: torch.Tensor,
@@ -111,7 +108,11 @@ def sample_frame(
     token = torch.where(is_end, engine.tokens.im_end_id, choice + engine.tokens.semantic_begin_id)
     code = torch.where(is_end, 0, choice)
     codes = [code]
-    _, cache = engine.fast_forward(fast, engine.fast_input(hidden), 0)
+    # The frame's fast cache starts as zeros of the batch's rows, made here: position 0 reads none of it, and the
+    # pieces then always see a cache of the batch's rows made in the same mode (an S-row scratch of the slot state,
+    # made outside inference mode, gave the compiled layer two more variants, one of which read out of bounds on
+    # the H200 at a new batch size).
+    _, cache = engine.fast_forward(engine.new_fast_cache(hidden.shape[0]), engine.fast_input(hidden), 0)
     for index in range(1, engine.num_codebooks):
         logits, cache = engine.fast_forward(cache, engine.fast_code_input(code), index)
         code = sample(logits, index, tables.fast)
@@ -135,7 +136,6 @@ def decode_step(engine: BatchedDualAR, state: SlotState, tables: HashTables, bat
     frame = sample_frame(
         engine,
         hidden,
-        state.fast,
         state.sampling.narrow(0, batch),
         state.history[:batch],
         state.frame_index[:batch],
@@ -171,8 +171,8 @@ def first_frames(
     history: torch.Tensor,
     frame_index: torch.Tensor,
 ) -> torch.Tensor:
-    """``sample_frame`` for ``N`` admitted rows (the fast transformer starts from the slot state's scratch cache)."""
-    return sample_frame(engine, hidden, state.fast, rows, history, frame_index, tables)
+    """``sample_frame`` for ``N`` admitted rows."""
+    return sample_frame(engine, hidden, rows, history, frame_index, tables)
 
 
 def prefill_slots(
