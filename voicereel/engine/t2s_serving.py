@@ -108,7 +108,7 @@ def load_engine(config: ServingConfig, device: torch.device) -> Engine:
         warm_up(engine)
     warmed = time.perf_counter()
     engine.capture_graphs()
-    log.info(
+    log.warning(  # warning: Triton's log shows it at the default level, as the engine's stage times
         "text2semantic load: weights and slots %.1fs, compile warm-up %.1fs, graph capture %.1fs",
         loaded - started,
         warmed - loaded,
