@@ -194,18 +194,17 @@ def _reference(sources: ExportSources, name: str, inputs: Arrays) -> Arrays:
             "v_cache_out": cache.v.numpy(),
         }
     if name == T2S_FAST_STEP:
-        fast = FastCache.from_stacked(tensors["k_cache"], tensors["v_cache"])
+        fast = FastCache(tensors["k_cache"].clone(), tensors["v_cache"].clone())
         index = int(tensors["codebook_index"])
         if index == 0:
             x = engine.fast_input(tensors["slow_hidden"])
         else:
             x = engine.fast_code_input(tensors["previous_code"])
         logits, after = engine.fast_forward(fast, x, index)
-        k_after, v_after = after.stacked()
         return {
             "logits": logits.numpy(),
-            "k_cache_out": k_after.numpy(),
-            "v_cache_out": v_after.numpy(),
+            "k_cache_out": after.k.numpy(),
+            "v_cache_out": after.v.numpy(),
         }
     raise KeyError(name)
 

@@ -155,8 +155,8 @@ def test_fast_transformer_of_a_batch_equals_upstream_per_row(model: Any) -> None
     expected = [_upstream_fast(model, hidden[row], codes[row], engine.residual_size) for row in range(rows)]
 
     cache = engine.new_fast_cache(slots=4)
-    for stale in (*cache.k, *cache.v):
-        stale.normal_()
+    cache.k.normal_()
+    cache.v.normal_()
     _, cache = engine.fast_forward(cache, hidden, 0)
     for index in range(1, model.config.num_codebooks):
         logits, cache = engine.fast_forward(cache, engine.fast_code_input(codes[:, index - 1]), index)

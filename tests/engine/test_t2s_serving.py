@@ -94,7 +94,7 @@ def test_after_warm_up_no_batch_size_or_cache_length_compiles_again(tiny_lm: Any
     from torch._dynamo.eval_frame import _debug_get_cache_entry_list
     from torch._dynamo.utils import counters
 
-    from voicereel.engine.batched import decode_post, decode_pre, fast_head, fast_layer
+    from voicereel.engine.batched import decode_post, decode_pre, fast_position
     from voicereel.engine.sampling import sample_tensors
 
     torch.set_num_threads(1)
@@ -102,10 +102,10 @@ def test_after_warm_up_no_batch_size_or_cache_length_compiles_again(tiny_lm: Any
     config = EngineConfig(max_slots=8, slot_capacity=256, stream_frames=4, budget=FrameBudget(1.0, 6, 80), kv_block=64)
     engine = Engine(BatchedDualAR(tiny_lm, compile_backend="eager"), config)
     assert warm_up(engine)
-    # At most two variants a piece (batch 1, any batch). The fast layer once had four: its cache input at position 0
-    # (the slot state's scratch, made outside inference mode, slot rows) and after it (inference tensors, batch
-    # rows); one of those variants read out of bounds on the H200 at a new batch size.
-    for piece in (decode_pre, decode_post, fast_layer, fast_head, sample_tensors):
+    # At most two variants a piece (batch 1, any batch). The fast transformer's once had four: its cache input at
+    # position 0 (the slot state's scratch, made outside inference mode, slot rows) and after it (inference tensors,
+    # batch rows): twice the compile at start-up.
+    for piece in (decode_pre, decode_post, fast_position, sample_tensors):
         assert len(_debug_get_cache_entry_list(piece.__code__)) <= 2, piece.__name__
     traced = counters["stats"]["unique_graphs"]
     for count, frames in ((1, 8), (3, 80), (5, 12), (8, 70)):  # batch buckets 1, 4, 8; kv buckets 64 and 128
@@ -128,7 +128,7 @@ def test_warm_up_falls_back_to_eager_pieces_when_compiling_fails(tiny_lm: Any) -
         raise RuntimeError("no compiler")
 
     model = BatchedDualAR(tiny_lm)
-    model.kernels = DecodeKernels(broken, broken, broken, broken, broken)
+    model.kernels = DecodeKernels(broken, broken, broken, broken)
     engine = Engine(model, EngineConfig(max_slots=2, slot_capacity=256, kv_block=64))
     assert not warm_up(engine)
     assert model.kernels == DecodeKernels.eager()

@@ -15,6 +15,7 @@ over a fixed (batch, kv length) can be captured in a CUDA graph.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,22 +41,10 @@ class SlowCache:
 
 @dataclass
 class FastCache:
-    """KV cache of the fast transformer within one frame: per layer ``[rows, heads, C, head_dim]``.
+    """KV cache of the fast transformer within one frame, ``[fast_layers, rows, heads, C, head_dim]``."""
 
-    A tensor per layer, not views of one: a compiled piece given views at different offsets would guard on them.
-    """
-
-    k: list[torch.Tensor]
-    v: list[torch.Tensor]
-
-    @classmethod
-    def from_stacked(cls, k: torch.Tensor, v: torch.Tensor) -> FastCache:
-        """From ``[fast_layers, rows, heads, C, head_dim]`` tensors (the ONNX fast step's layout); copies."""
-        return cls([layer.clone() for layer in k], [layer.clone() for layer in v])
-
-    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values as ``[fast_layers, rows, heads, C, head_dim]`` tensors."""
-        return torch.stack(self.k), torch.stack(self.v)
+    k: torch.Tensor
+    v: torch.Tensor
 
 
 def _rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
@@ -153,58 +142,57 @@ def _attend_few(
     return attention.wo(y.to(q.dtype).reshape(b, 1, heads * dim))
 
 
-def fast_layer(
-    block: TransformerBlock,
+def fast_position(
+    layers: Sequence[TransformerBlock],
     cache_k: torch.Tensor,
     cache_v: torch.Tensor,
-    h: torch.Tensor,
+    x: torch.Tensor,
     index: torch.Tensor,
     freqs_table: torch.Tensor,
+    norm: torch.nn.Module,
+    head: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One fast-transformer layer at codebook position ``index`` (0-dim int64 tensor) for inputs ``h`` ``[B, 1,
-    fast_dim]``, reading rows ``[0, B)`` of that layer's cache ``[S, KV, C, D]``; returns the layer's output and its
-    cache rows after this position (``[B, KV, C, D]``, new tensors: the input is never written).
+    """The fast transformer at codebook position ``index`` (0-dim int64 tensor) for inputs ``x`` ``[B, fast_dim]``,
+    reading rows ``[0, B)`` of the fast cache ``[fast_layers, S, KV, C, D]``; returns the head's logits ``[B, V]`` and
+    the cache after this position (``[fast_layers, B, KV, C, D]``, new tensors: the input is never written).
 
-    One pure function for every position and layer: the position is data, not a shape, and the block's weights are
-    inputs, so compiled it is one graph (per batch variant) for all forty (layer, position) pairs. The cache rows come
-    out whole (the new key/value at ``index``, the others as given; ten positions are a few KiB a row) and attention
-    covers all ``C`` positions with those after ``index`` masked, so no shape depends on the position. Returning the
-    rows instead of writing the input keeps the compiled code free of copies of the whole input (writing a view of it
-    made inductor copy all of it). One layer per graph, not the four of a position: a quarter of the code to compile
-    at start-up for the same kernels (the four-layer piece added ~30 s to a cold start on the H200).
+    One pure function for every position and layer: the position is data, not a shape, so compiled it is one graph
+    (per batch variant). Each layer's cache rows come out whole (the new key/value at ``index``, the others as
+    given; ten positions are a few KiB a row) and attention covers all ``C`` positions with those after ``index``
+    masked, so no shape depends on the position. Returning the cache instead of writing the input keeps the
+    compiled code free of copies of the whole input (writing a view of it made inductor copy all of it).
     """
-    batch = h.shape[0]
-    positions = torch.arange(cache_k.shape[2], device=h.device)
+    batch = x.shape[0]
+    positions = torch.arange(cache_k.shape[3], device=x.device)
     written = (positions == index)[:, None]  # [C, 1], broadcast over [B, KV, C, D]
     visible = positions <= index
     freqs = freqs_table.index_select(0, index.reshape(1))[None].expand(batch, -1, -1, -1)  # tensor[index] syncs
-    q, k, v = _project_qkv(block.attention, block.attention_norm(h), freqs)
-    # narrow, not a slice: a slice's length is min(batch, slots), which the compiler cannot prove equal to batch
-    keys = torch.where(written, k, cache_k.narrow(0, 0, batch))
-    values = torch.where(written, v, cache_v.narrow(0, 0, batch))
-    return _block_tail(block, h, _attend_few(block.attention, q, keys, values, visible)), keys, values
-
-
-def fast_head(norm: torch.nn.Module, h: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-    """The fast transformer's final norm and (restricted) head: logits ``[B, V]`` from its last layer's output
-    ``[B, 1, dim]``."""
-    return F.linear(norm(h[:, 0]), head)
+    h = x[:, None]
+    new_k, new_v = [], []
+    for layer, block in enumerate(layers):
+        q, k, v = _project_qkv(block.attention, block.attention_norm(h), freqs)
+        # narrow, not a slice: a slice's length is min(batch, slots), which the compiler cannot prove equal to batch
+        keys = torch.where(written, k, cache_k[layer].narrow(0, 0, batch))
+        values = torch.where(written, v, cache_v[layer].narrow(0, 0, batch))
+        new_k.append(keys)
+        new_v.append(values)
+        h = _block_tail(block, h, _attend_few(block.attention, q, keys, values, visible))
+    return F.linear(norm(h[:, 0]), head), torch.stack(new_k), torch.stack(new_v)
 
 
 @dataclass(frozen=True)
 class DecodeKernels:
     """The pure pieces of a decode step, eager or ``torch.compile``'d: the slow transformer's block halves (its cache
-    writes stay outside them), a fast-transformer layer at a codebook position and the fast head, the sampler."""
+    writes stay outside them), the fast transformer's positions, the sampler."""
 
     pre: Any
     post: Any
     fast: Any
-    fast_head: Any
     sample: Any
 
     @classmethod
     def eager(cls) -> DecodeKernels:
-        return cls(decode_pre, decode_post, fast_layer, fast_head, sample_tensors)
+        return cls(decode_pre, decode_post, fast_position, sample_tensors)
 
     @classmethod
     def compiled(cls, backend: str) -> DecodeKernels:
@@ -226,7 +214,7 @@ class DecodeKernels:
         torch._dynamo.config.accumulated_cache_size_limit = max(
             int(torch._dynamo.config.accumulated_cache_size_limit), 8 * limit
         )
-        pieces = (decode_pre, decode_post, fast_layer, fast_head, sample_tensors)
+        pieces = (decode_pre, decode_post, fast_position, sample_tensors)
         # fullgraph: a graph break (say, a tensor read on the host) fails at compile time, not inside a CUDA graph.
         return cls(*(torch.compile(fn, backend=backend, dynamic=True, fullgraph=True) for fn in pieces))
 
@@ -287,12 +275,11 @@ class BatchedDualAR:
 
     def new_fast_cache(self, slots: int) -> FastCache:
         config = self.config
-        shape = (slots, config.fast_n_local_heads, self.num_codebooks, config.fast_head_dim)
-
-        def layers() -> list[torch.Tensor]:
-            return [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(config.n_fast_layer)]
-
-        return FastCache(layers(), layers())
+        shape = (config.n_fast_layer, slots, config.fast_n_local_heads, self.num_codebooks, config.fast_head_dim)
+        return FastCache(
+            torch.zeros(shape, device=self.device, dtype=self.dtype),
+            torch.zeros(shape, device=self.device, dtype=self.dtype),
+        )
 
     # --- slow transformer ------------------------------------------------------------------------------
 
@@ -384,16 +371,19 @@ class BatchedDualAR:
         All rows are at the same codebook position, so the mask is a plain prefix. Position 0 reads nothing of the
         cache it is given (``sample_frame`` passes ``new_fast_cache`` of the batch's rows: zeros).
         """
-        model, kernels, position = self.model, self.kernels, self.positions[index]
-        h = x[:, None]
-        keys, values = [], []
-        for layer, block in enumerate(model.fast_layers):
-            h, k, v = kernels.fast(block, cache.k[layer], cache.v[layer], h, position, model.fast_freqs_cis)
-            keys.append(k)
-            values.append(v)
-        return kernels.fast_head(model.fast_norm, h, self.fast_head_weight), FastCache(keys, values)
+        logits, k, v = self.kernels.fast(
+            self.model.fast_layers,
+            cache.k,
+            cache.v,
+            x,
+            self.positions[index],
+            self.model.fast_freqs_cis,
+            self.model.fast_norm,
+            self.fast_head_weight,
+        )
+        return logits, FastCache(k, v)
 
     def fast_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Residual-code logits ``[B, residual_size]`` from a fast hidden state ``[B, fast_dim]`` (what
-        ``fast_forward`` ends with; the ONNX export of the fast step composes its own step and calls this)."""
-        return fast_head(self.model.fast_norm, hidden[:, None], self.fast_head_weight)
+        ``fast_position`` ends with; the ONNX export of the fast step composes its own step and calls this)."""
+        return F.linear(self.model.fast_norm(hidden), self.fast_head_weight)

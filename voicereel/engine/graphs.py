@@ -91,7 +91,7 @@ class DecodeRunner:
         self, hidden: torch.Tensor, rows: SamplingRows, history: torch.Tensor, frame_index: torch.Tensor
     ) -> torch.Tensor:
         """First frames of ``N`` admitted sequences (``step.FirstFrames``): the frame sampler from the fast
-        scratch cache, eagerly or as a CUDA graph per batch bucket. The sampler is a decode step's larger half (the fast
+        zero cache, eagerly or as a CUDA graph per batch bucket. The sampler is a decode step's larger half (the fast
         transformer's ten positions and eleven draws, ~600 kernels at batch 1); launched one by one it cost an
         admission tens of milliseconds of host time."""
         count = hidden.shape[0]

@@ -109,9 +109,8 @@ def sample_frame(
     code = torch.where(is_end, 0, choice)
     codes = [code]
     # The frame's fast cache starts as zeros of the batch's rows, made here: position 0 reads none of it, and the
-    # pieces then always see a cache of the batch's rows made in the same mode (an S-row scratch of the slot state,
-    # made outside inference mode, gave the compiled layer two more variants, one of which read out of bounds on
-    # the H200 at a new batch size).
+    # compiled position then always gets a cache of the batch's rows made in the same mode (an S-row scratch of the
+    # slot state, made outside inference mode, gave it two more variants to compile at start-up).
     _, cache = engine.fast_forward(engine.new_fast_cache(hidden.shape[0]), engine.fast_input(hidden), 0)
     for index in range(1, engine.num_codebooks):
         logits, cache = engine.fast_forward(cache, engine.fast_code_input(code), index)
