@@ -268,6 +268,18 @@ def test_end_token_finishes_the_request(tiny_lm: Any) -> None:
     assert outcome.chunks == []
 
 
+def _signalling(request: GenerationRequest, finished: threading.Semaphore) -> GenerationRequest:
+    """``request`` with an on_done that also releases ``finished`` (requests served by the loop thread)."""
+    inner = request.on_done
+
+    def done(reason: FinishReason, message: str | None) -> None:
+        inner(reason, message)
+        finished.release()
+
+    request.on_done = done
+    return request
+
+
 def test_background_thread_serves_requests(model: BatchedDualAR) -> None:
     engine = Engine(model, _config())
     engine.start()
@@ -275,15 +287,8 @@ def test_background_thread_serves_requests(model: BatchedDualAR) -> None:
         outcomes = [Outcome() for _ in range(3)]
         finished = threading.Semaphore(0)
         for index, outcome in enumerate(outcomes):
-            request = _request(Spec(f"t{index}", f"thread {index}", SamplingParams(seed=index)), outcome)
-            inner = request.on_done
-
-            def done(reason: FinishReason, message: str | None, inner: Any = inner) -> None:
-                inner(reason, message)
-                finished.release()
-
-            request.on_done = done
-            engine.submit(request)
+            spec = Spec(f"t{index}", f"thread {index}", SamplingParams(seed=index))
+            engine.submit(_signalling(_request(spec, outcome), finished))
         for _ in outcomes:
             assert finished.acquire(timeout=60)
     finally:
@@ -311,15 +316,9 @@ def test_a_dead_loop_fails_every_request_and_refuses_new_ones(model: BatchedDual
     outcomes = [Outcome() for _ in range(3)]
     finished = threading.Semaphore(0)
     for index, outcome in enumerate(outcomes):
-        request = _request(Spec(f"d{index}", f"doomed {index}", SamplingParams(seed=index)), outcome)
-        inner = request.on_done
-
-        def done(reason: FinishReason, message: str | None, inner: Any = inner) -> None:
-            inner(reason, message)
-            finished.release()
-
-        request.on_done = done
-        engine.submit(request)
+        engine.submit(
+            _signalling(_request(Spec(f"d{index}", f"doomed {index}", SamplingParams(seed=index)), outcome), finished)
+        )
     engine.start()
     try:
         for _ in outcomes:
