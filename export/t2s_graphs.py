@@ -4,8 +4,9 @@ Both are composed from the serving engine's pieces (`voicereel.engine.batched`: 
 per-block q/k/v projection with RoPE, grouped-query attention and block tail, over fish-speech's own modules and
 weights) and checked against the engine's own `decode_slow` / `fast_forward` (`export/verify.py`). What differs is
 how the cache is written: the engine writes its static slot cache in place (`cache[rows, :, positions] = k`),
-which ONNX cannot express on an input; here the graph returns the updated cache, written by `scatter` (slow) or
-`where` (fast), and attends over the whole cache with a position mask.
+which ONNX cannot express on an input; here the slow graph returns the updated cache, written by `scatter`, and
+attends over the whole cache with a position mask. The fast graph is the engine's own `fast_position` (it already
+returns its cache, written by `where`).
 
 - `t2s_slow_step`: `frame` INT64 `[batch, C + 1]` (token id, then C codes) at `position` INT64 `[batch]`, with
   `k_cache`/`v_cache` FP32 `[layers, batch, kv_heads, cache_len, head_dim]` -> `slow_hidden` `[batch, dim]`,
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from voicereel.engine.batched import BatchedDualAR, _attend, _block_tail, _project_qkv
+from voicereel.engine.batched import BatchedDualAR, _attend, _block_tail, _project_qkv, fast_position
 from voicereel.engine.checkpoints import load_text2semantic
 
 
@@ -83,18 +84,14 @@ class FastStepGraph(torch.nn.Module):
         engine = self.engine
         first = codebook_index == 0
         x = torch.where(first, engine.fast_input(slow_hidden), engine.fast_code_input(previous_code))
-        h = x[:, None]
-        batch = slow_hidden.shape[0]
-        freqs = self.model.fast_freqs_cis[codebook_index][None, None].expand(batch, 1, -1, -1)
-        slots = torch.arange(k_cache.shape[3], device=slow_hidden.device)
-        here = (slots == codebook_index)[None, None, :, None]
-        mask = (slots <= codebook_index)[None, None, None, :]
-        keys_out, values_out = [], []
-        for index, block in enumerate(self.model.fast_layers):
-            q, k, v = _project_qkv(block.attention, block.attention_norm(h), freqs)
-            keys = torch.where(here, k, k_cache[index])
-            values = torch.where(here, v, v_cache[index])
-            keys_out.append(keys)
-            values_out.append(values)
-            h = _block_tail(block, h, _attend(block.attention, q, keys, values, mask, causal=False))
-        return engine.fast_logits(h[:, 0]), torch.stack(keys_out), torch.stack(values_out)
+        # The engine's own position function (the same maths the engine runs, attention as products over the C keys).
+        return fast_position(
+            self.model.fast_layers,
+            k_cache,
+            v_cache,
+            x,
+            codebook_index,
+            self.model.fast_freqs_cis,
+            self.model.fast_norm,
+            engine.fast_head_weight,
+        )

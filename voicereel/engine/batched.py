@@ -382,8 +382,3 @@ class BatchedDualAR:
             self.fast_head_weight,
         )
         return logits, FastCache(k, v)
-
-    def fast_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Residual-code logits ``[B, residual_size]`` from a fast hidden state ``[B, fast_dim]`` (what
-        ``fast_position`` ends with; the ONNX export of the fast step composes its own step and calls this)."""
-        return F.linear(self.model.fast_norm(hidden), self.fast_head_weight)

@@ -23,7 +23,7 @@ import torch
 
 from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.sampling import SamplingRows
-from voicereel.engine.step import HashTables, SlotState, decode_step, first_frames
+from voicereel.engine.step import HashTables, SlotState, decode_step, sample_frame
 
 if TYPE_CHECKING:
     from torch.cuda import _POOL_HANDLE
@@ -96,7 +96,7 @@ class DecodeRunner:
         admission tens of milliseconds of host time."""
         count = hidden.shape[0]
         if not self.use_graphs:
-            return first_frames(self.model, self.state, self.tables, hidden, rows, history, frame_index)
+            return sample_frame(self.model, hidden, rows, history, frame_index, self.tables)
         self._first_hidden[:count] = hidden
         for static, given in zip(_columns(self._first_rows), _columns(rows), strict=True):
             static[:count] = given
@@ -111,14 +111,13 @@ class DecodeRunner:
         return self._first_frame[:count].clone()
 
     def _first_step(self, batch: int) -> None:
-        self._first_frame[:batch] = first_frames(
+        self._first_frame[:batch] = sample_frame(
             self.model,
-            self.state,
-            self.tables,
             self._first_hidden[:batch],
             self._first_rows.narrow(0, batch),
             self._first_history[:batch],
             self._first_index[:batch],
+            self.tables,
         )
 
     def capture(self, buckets: list[tuple[int, int]]) -> int:

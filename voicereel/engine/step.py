@@ -157,21 +157,8 @@ class Admission:
 
 
 # The first frames of admitted sequences from their prompts' last hidden states ``[N, dim]``, sampling rows, penalty
-# rings and frame counters: ``first_frames`` (``DecodeRunner.sample_first`` replays it as a CUDA graph).
+# rings and frame counters: ``sample_frame`` (``DecodeRunner.sample_first`` replays it as a CUDA graph).
 FirstFrames = Callable[[torch.Tensor, SamplingRows, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def first_frames(
-    engine: BatchedDualAR,
-    state: SlotState,
-    tables: HashTables,
-    hidden: torch.Tensor,
-    rows: SamplingRows,
-    history: torch.Tensor,
-    frame_index: torch.Tensor,
-) -> torch.Tensor:
-    """``sample_frame`` for ``N`` admitted rows."""
-    return sample_frame(engine, hidden, rows, history, frame_index, tables)
 
 
 def prefill_slots(
@@ -185,7 +172,7 @@ def prefill_slots(
 
     Every per-slot tensor of those slots is rewritten (counters, penalty ring, cache rows up to the prompt
     length), so nothing of a slot's previous occupant can reach the new sequence. First frames come from
-    ``sample_first`` (default: ``first_frames``, eagerly).
+    ``sample_first`` (default: ``sample_frame``, eagerly).
     """
     device = state.position.device
     slots = torch.tensor([a.slot for a in admissions], device=device)
@@ -213,7 +200,7 @@ def prefill_slots(
     sampling.seed[slots] = rows.seed
     hidden = engine.prefill_many(state.slow, slots, [a.prompt for a in admissions])
     if sample_first is None:
-        frame = first_frames(engine, state, tables, hidden, rows, history, frame_index)
+        frame = sample_frame(engine, hidden, rows, history, frame_index, tables)
     else:
         frame = sample_first(hidden, rows, history, frame_index)
     history[:, :, 0] = frame[:, 1:]
