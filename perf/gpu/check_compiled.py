@@ -35,6 +35,10 @@ def main() -> None:
     print(f"warm-up ok: {warm_up(engine)} {time.perf_counter() - started:.1f} s", flush=True)
     for count in (4, 16, 3, 128):
         reasons: list[FinishReason] = []
+
+        def done(reason: FinishReason, message: str | None, into: list[FinishReason] = reasons) -> None:
+            into.append(reason)
+
         for index in range(count):
             engine.submit(
                 GenerationRequest(
@@ -43,7 +47,7 @@ def main() -> None:
                     sampling=SamplingParams(0.8, seed=index),
                     max_new_frames=20,
                     on_codes=lambda codes: None,
-                    on_done=lambda reason, message, into=reasons: into.append(reason),
+                    on_done=done,
                 )
             )
         started = time.perf_counter()
