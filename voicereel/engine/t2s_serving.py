@@ -345,8 +345,7 @@ class Text2SemanticService:
         except (InvalidInput, RequestError) as exc:
             stream.close(Failure("INVALID_INPUT", str(exc)))
         except EngineStopped as exc:
-            code, _, detail = str(exc).partition(": ")
-            stream.close(Failure(code, detail))
+            stream.close(_failure(str(exc)))
 
     def _cancel(self, target: str, texts: Mapping[str, str | None], tensors: Mapping[str, torch.Tensor | None]) -> None:
         if any(value is not None for value in [*texts.values(), *tensors.values()]):
@@ -377,8 +376,12 @@ class Text2SemanticService:
     ) -> None:
         self._unregister(triton_id, key)
         if reason is FinishReason.error:
-            text = message or "INTERNAL: generation failed"
-            code, _, detail = text.partition(": ")
-            stream.close(Failure(code, detail) if code in ("INTERNAL", "INVALID_INPUT") else Failure("INTERNAL", text))
+            stream.close(_failure(message or "INTERNAL: generation failed"))
         else:
             stream.close(None)
+
+
+def _failure(text: str) -> Failure:
+    """An engine error message ``"CODE: detail"`` as a Failure (INTERNAL when the code is not one of ours)."""
+    code, _, detail = text.partition(": ")
+    return Failure(code, detail) if code in ("INTERNAL", "INVALID_INPUT") else Failure("INTERNAL", text)
