@@ -77,6 +77,8 @@ def model_load_times(logs: Path) -> dict[str, float]:
 
     times: dict[str, float] = {}
     for log in logs.glob("*.log"):
+        if log.name.endswith(".first.log"):  # the first start's logs, renamed before the restart
+            continue
         first: float | None = None
         for line in log.read_text(errors="replace").splitlines():
             stamp = _STAMP.match(line)
