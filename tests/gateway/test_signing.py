@@ -89,7 +89,7 @@ async def test_bad_signatures_are_refused(gateway, error_code, headers) -> None:
     assert error_code(response) == "UNAUTHORIZED"
 
 
-@pytest.mark.parametrize("offset", [-301, 301, -3600])
+@pytest.mark.parametrize("offset", [-305, 305, -3600])  # 5 s past the 300 s window (301 flaked on CI)
 async def test_stale_or_future_timestamps_are_refused(gateway, offset: int) -> None:
     key = gateway.new_key()
     response = await gateway.request("GET", "/v1/jobs", key, sign=True, timestamp=int(time.time()) + offset)
