@@ -79,6 +79,7 @@ class Call:
     url: str
     model: str
     output: str
+    ask_output: bool = False  # name `output` as the one requested output (else the model's defaults: all of them)
     chunks: list[np.ndarray] = field(default_factory=list)
     error: Any = None
     finished_at: float | None = None
@@ -88,8 +89,14 @@ class Call:
     def start(self, inputs: list[grpcclient.InferInput], parameters: dict[str, Any] | None = None) -> Call:
         self._client = grpcclient.InferenceServerClient(self.url)
         self._client.start_stream(callback=lambda result, error: self._queue.put((result, error)))
+        outputs = [grpcclient.InferRequestedOutput(self.output)] if self.ask_output else None
         self._client.async_stream_infer(
-            self.model, inputs, enable_empty_final_response=True, parameters=parameters, request_id="test"
+            self.model,
+            inputs,
+            outputs=outputs,
+            enable_empty_final_response=True,
+            parameters=parameters,
+            request_id="test",
         )
         return self
 

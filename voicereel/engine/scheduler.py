@@ -20,6 +20,7 @@ frames to the host (streaming needs them there anyway).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -160,9 +161,13 @@ class Engine:
         log.info("captured %d decode graphs in %.1fs", count, time.perf_counter() - started)
         return count
 
-    def start(self) -> None:
+    def start(self, cuda_stream: torch.cuda.Stream | None = None) -> None:
+        """Run the loop on a thread of its own; its GPU work goes to ``cuda_stream`` when given (e.g. one of a
+        higher priority than the codec's in the same process, see pcm_render), else the default stream."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="text2semantic-engine", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, args=(cuda_stream,), name="text2semantic-engine", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -184,12 +189,13 @@ class Engine:
 
     # --- loop thread ----------------------------------------------------------------------------------
 
-    def _loop(self) -> None:
+    def _loop(self, cuda_stream: torch.cuda.Stream | None) -> None:
         try:
-            while not self._stopping:
-                if not self.step():
-                    self._wakeup.wait(timeout=0.5)
-                    self._wakeup.clear()
+            with torch.cuda.stream(cuda_stream) if cuda_stream is not None else contextlib.nullcontext():
+                while not self._stopping:
+                    if not self.step():
+                        self._wakeup.wait(timeout=0.5)
+                        self._wakeup.clear()
         except Exception as exc:  # a step's own handlers failed too (a CUDA fault makes every later call fail)
             log.exception("text2semantic engine loop died")
             self._fail_everything(f"INTERNAL: engine stopped: {exc}")

@@ -11,6 +11,7 @@ the names are the knobs of ``model_repository/text2semantic/knobs.toml``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -18,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -26,11 +27,14 @@ import torch
 
 from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.checkpoints import MARKER_FILE, load_text2semantic
+from voicereel.engine.codec import ChunkPlan, Codec
 from voicereel.engine.codec_serving import Failure, InvalidInput
 from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams
+from voicereel.engine.pcm_render import CodecWorker, PcmStream, codec_stream
 from voicereel.engine.prompt import PromptError, VoiceTurn, check_codes, normalize_text
 from voicereel.engine.scheduler import Engine, EngineConfig, EngineStopped, RequestError
 from voicereel.engine.textsplit import split_text
+from voicereel.engine.triton_glue import dtype_from_name
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,10 @@ class ServingConfig:
     chunk_chars: int
     defaults: SamplingParams
     compile_backend: str | None = None  # torch.compile backend of the decode pieces (knob compile_step, GPU)
+    # shared knob pcm_decoding = text2semantic: a codec in this process renders requests that ask for `pcm`
+    render_pcm: bool = False
+    codec_plan: ChunkPlan = field(default_factory=ChunkPlan)
+    codec_max_batch: int = 32
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str], on_gpu: bool) -> ServingConfig:
@@ -88,6 +96,13 @@ class ServingConfig:
             chunk_chars=int(params["chunk_chars"]),
             defaults=defaults,
             compile_backend="inductor" if params.get("compile_step", "false") == "true" and on_gpu else None,
+            render_pcm=params["pcm_decoding"] == "text2semantic",
+            codec_plan=ChunkPlan(
+                chunk_frames=int(params["codec_chunk_frames"]),
+                context_frames=int(params["codec_context_frames"]),
+                first_chunk_frames=int(params["codec_first_chunk_frames"]),
+            ),
+            codec_max_batch=int(params["codec_max_batch"]),
         )
 
 
@@ -115,6 +130,22 @@ def load_engine(config: ServingConfig, device: torch.device) -> Engine:
         time.perf_counter() - warmed,
     )
     return engine
+
+
+def load_renderer(config: ServingConfig, device: torch.device) -> CodecWorker | None:
+    """With ``render_pcm``: the checkpoint's codec (dtype as codec_decoder's ``auto``: bfloat16 on a GPU, float32 on
+    the CPU) behind a started ``CodecWorker`` whose decoding runs on a CUDA stream of the lowest priority (start the
+    engine on ``pcm_render.engine_stream``). One window is decoded now, so no request pays for first-call setup."""
+    if not config.render_pcm:
+        return None
+    started = time.perf_counter()
+    codec = Codec.from_checkpoint(config.checkpoint_dir, device, dtype_from_name("auto", device))
+    worker = CodecWorker(codec, config.codec_max_batch, codec_stream(device))
+    with torch.cuda.stream(worker.cuda_stream) if worker.cuda_stream is not None else contextlib.nullcontext():
+        codec.warm_up(config.codec_plan)
+    worker.start()
+    log.warning("text2semantic load: codec for output pcm %.1fs", time.perf_counter() - started)
+    return worker
 
 
 def warm_up(engine: Engine, batches: int = 2, frames: int = 4) -> bool:
@@ -161,6 +192,8 @@ class ResponseStream(Protocol):
     """Where one request's responses go (a Triton response sender in production)."""
 
     def send_codes(self, codes: torch.Tensor) -> None: ...
+
+    def send_pcm(self, pcm: torch.Tensor) -> None: ...
 
     def close(self, failure: Failure | None) -> None:
         """Send the final response (an error response when ``failure``), exactly once."""
@@ -229,6 +262,13 @@ class DispatchedStream:
 
         self._lane.put(send)
 
+    def send_pcm(self, pcm: torch.Tensor) -> None:
+        def send() -> None:
+            self.inner.send_pcm(pcm)
+            self._after_send()
+
+        self._lane.put(send)
+
     def close(self, failure: Failure | None) -> None:
         self._lane.put(lambda: self.inner.close(failure))
 
@@ -255,9 +295,10 @@ class ParsedRequest:
 
 
 class Text2SemanticService:
-    def __init__(self, engine: Engine, config: ServingConfig) -> None:
+    def __init__(self, engine: Engine, config: ServingConfig, renderer: CodecWorker | None = None) -> None:
         self.engine = engine
         self.config = config
+        self.renderer = renderer  # set with render_pcm: renders the requests that ask for output `pcm`
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._by_triton_id: dict[str, set[str]] = {}
@@ -318,14 +359,21 @@ class Text2SemanticService:
         tensors: Mapping[str, torch.Tensor | None],
         parameters: Mapping[str, object],
         stream: ResponseStream,
+        pcm: bool = False,
     ) -> None:
-        """Answer a control request, refuse an invalid one, or start generating for it."""
+        """Answer a control request, refuse an invalid one, or start generating for it (its codes, or with ``pcm``
+        their audio, rendered in this process)."""
         try:
             if CANCEL_PARAMETER in parameters:
                 self._cancel(str(parameters[CANCEL_PARAMETER]), texts, tensors)
                 stream.close(None)
                 return
             parsed = self.parse(texts, tensors, parameters)
+            target: ResponseStream | PcmStream = stream
+            if pcm:
+                if self.renderer is None:
+                    raise InvalidInput("output 'pcm' is served only with the shared knob pcm_decoding=text2semantic")
+                target = PcmStream(stream, self.renderer, self.config.codec_plan)
             key = self._register(triton_id)
             request = GenerationRequest(
                 key,
@@ -333,9 +381,9 @@ class Text2SemanticService:
                 references=parsed.references,
                 sampling=parsed.sampling,
                 max_new_frames=parsed.max_new_frames,
-                on_codes=stream.send_codes,
-                on_done=lambda reason, message: self._done(triton_id, key, stream, reason, message),
-                is_cancelled=stream.is_cancelled,
+                on_codes=target.send_codes,
+                on_done=lambda reason, message: self._done(triton_id, key, target, reason, message),
+                is_cancelled=target.is_cancelled,
             )
             try:
                 self.engine.submit(request)
@@ -372,7 +420,7 @@ class Text2SemanticService:
                     del self._by_triton_id[triton_id]
 
     def _done(
-        self, triton_id: str, key: str, stream: ResponseStream, reason: FinishReason, message: str | None
+        self, triton_id: str, key: str, stream: ResponseStream | PcmStream, reason: FinishReason, message: str | None
     ) -> None:
         self._unregister(triton_id, key)
         if reason is FinishReason.error:

@@ -1,4 +1,5 @@
-"""text2semantic (decoupled): text + voice prompt -> streamed code chunks. Thin glue into voicereel.engine.
+"""text2semantic (decoupled): text + voice prompt -> streamed code chunks (or, asked for output pcm alone with
+shared knob pcm_decoding = text2semantic, their audio, decoded in this process). Thin glue into voicereel.engine.
 
 execute() only validates and registers requests with the engine; the engine's background loop decodes every
 in-flight request together and streams each one's codes through its response sender, ending with the final flag.
@@ -13,6 +14,7 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 from voicereel.engine.codec_serving import Failure, InvalidInput
+from voicereel.engine.pcm_render import engine_stream
 from voicereel.engine.t2s_serving import (
     TENSOR_INPUTS,
     DispatchedStream,
@@ -20,6 +22,7 @@ from voicereel.engine.t2s_serving import (
     ServingConfig,
     Text2SemanticService,
     load_engine,
+    load_renderer,
 )
 from voicereel.engine.text_inputs import BYTES_INPUTS, UTF8_INPUTS, guard_bytes_decoding, text_fields
 from voicereel.engine.triton_glue import (
@@ -43,6 +46,10 @@ class SenderStream:
 
     def send_codes(self, codes: Any) -> None:
         output = pb_utils.Tensor.from_dlpack("codes", _to_dlpack(codes.contiguous()))
+        self.sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
+
+    def send_pcm(self, pcm: Any) -> None:
+        output = pb_utils.Tensor.from_dlpack("pcm", _to_dlpack(pcm.contiguous()))
         self.sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
 
     def close(self, failure: Failure | None) -> None:
@@ -70,10 +77,12 @@ class TritonPythonModel:
         params = model_parameters(args)
         use_compile_cache(params["compile_cache_dir"])
         config = ServingConfig.from_parameters(params, on_gpu=device.type == "cuda")
-        self.service = Text2SemanticService(load_engine(config, device), config)
+        engine = load_engine(config, device)
+        self.renderer = load_renderer(config, device)  # shared knob pcm_decoding = text2semantic
+        self.service = Text2SemanticService(engine, config, self.renderer)
         # Responses leave on dispatcher threads: a Triton send waits for the server, the decode loop must not.
         self.dispatcher = ResponseDispatcher()
-        self.service.engine.start()
+        engine.start(engine_stream(device) if self.renderer is not None else None)
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
@@ -86,11 +95,15 @@ class TritonPythonModel:
             except InvalidInput as exc:
                 stream.close(Failure("INVALID_INPUT", str(exc)))
                 continue
-            self.service.handle(request.request_id(), texts, tensors, parameters, stream)
+            # Codes unless the caller asked for output pcm alone (a request naming no outputs gets them all).
+            pcm = set(request.requested_output_names()) == {"pcm"}
+            self.service.handle(request.request_id(), texts, tensors, parameters, stream, pcm=pcm)
         return None
 
     def finalize(self) -> None:
         self.service.engine.stop()
+        if self.renderer is not None:
+            self.renderer.stop()
         self.dispatcher.stop()
 
 

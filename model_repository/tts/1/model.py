@@ -1,4 +1,5 @@
 """tts (BLS, decoupled): text2semantic's code stream -> codec_decoder windows -> streamed PCM. Thin glue.
+With shared knob pcm_decoding = text2semantic, text2semantic streams the PCM itself and tts relays it.
 
 execute() copies each request's input tensors and hands them to a thread of its own, which starts the code stream
 (that call returns only with the first code chunk), decodes windows as codes arrive (voicereel.engine.tts_stream)
@@ -38,6 +39,8 @@ class TritonPythonModel:
             context_frames=int(params["context_frames"]),
             first_chunk_frames=int(params["first_chunk_frames"]),
         )
+        # shared knob pcm_decoding: text2semantic renders the audio itself, tts relays it (no codec_decoder calls)
+        self.output = "pcm" if params["pcm_decoding"] == "text2semantic" else "codes"
         self.times = StageTimes("tts", logging.getLogger("tts"))
 
     def execute(self, requests: list[Any]) -> None:
@@ -64,7 +67,7 @@ class TritonPythonModel:
         times = self.times
         started = time.perf_counter()
         try:
-            responses = bls.start_code_stream(pb_utils, TEXT2SEMANTIC, inputs, stream_id)
+            responses = bls.start_code_stream(pb_utils, TEXT2SEMANTIC, inputs, stream_id, self.output)
         except Exception as exc:
             sender.send(error_response(pb_utils, Failure("INTERNAL", f"text2semantic call failed: {exc}")), flags=FINAL)
             return
@@ -92,11 +95,11 @@ class TritonPythonModel:
                 sender.send(error_response(pb_utils, failure), flags=FINAL)
 
         calls = TtsCalls(
-            codes=bls.code_chunks(pb_utils, responses),
+            codes=bls.code_chunks(pb_utils, responses, self.output),
             decode=decode,
             send=send,
             close=close,
             is_cancelled=lambda: bool(sender.is_cancelled()),
             cancel_codes=lambda: bls.cancel_code_stream(pb_utils, TEXT2SEMANTIC, stream_id),
         )
-        run_tts(calls, self.plan)
+        run_tts(calls, self.plan if self.output == "codes" else None)

@@ -1,0 +1,69 @@
+"""Shared knob pcm_decoding = text2semantic, served by a real tritonserver (tiny checkpoint, CPU): text2semantic
+decodes the audio in its own process and tts relays it, with no codec_decoder model at all.
+
+The PCM must be what the default path gives: the codes text2semantic streams for the same inputs, decoded in the
+same fixed windows. A server with the default setting refuses a request for text2semantic's pcm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from speech_client import Call, SpeechServer, run, speech_inputs
+
+from voicereel.engine.codec import FRAME_SAMPLES, ChunkPlan, Codec
+from voicereel.modelrepo import build_repository
+from voicereel.stack import Supervisor, TritonPorts, triton_service
+
+PLAN = ChunkPlan(first_chunk_frames=8)  # the shipped window knobs
+SPEC: dict[str, Any] = {"text": "Decoded beside the language model.", "seed": 5, "max_new_frames": 150}
+
+
+@pytest.fixture(scope="module")
+def colocated_url(supervisor: Supervisor, run_dir: Path, tiny_checkpoint: Path) -> str:
+    knobs = {
+        "text2semantic": {"max_slots": 3, "slot_capacity": 1024, "kv_block": 64, "stream_frames": 4},
+        "shared": {"pcm_decoding": "text2semantic"},
+    }
+    repository = build_repository(
+        run_dir / "colocated_repository", tiny_checkpoint, knobs, models=["text2semantic", "tts"]
+    )
+    ports = TritonPorts.free()
+    supervisor.start(triton_service(repository, ports, run_dir / "colocated_triton", run_dir / "logs"))
+    return f"127.0.0.1:{ports.grpc}"
+
+
+def test_tts_relays_text2semantic_pcm_equal_to_decoding_its_codes(colocated_url: str, tiny_checkpoint: Path) -> None:
+    streamed = run(colocated_url, "tts", speech_inputs(**SPEC))
+    assert streamed.error is None, streamed.message
+    assert [chunk.shape for chunk in streamed.chunks] == [
+        (8 * FRAME_SAMPLES,),
+        (64 * FRAME_SAMPLES,),
+        (64 * FRAME_SAMPLES,),
+        (14 * FRAME_SAMPLES,),
+    ]
+    codes = run(colocated_url, "text2semantic", speech_inputs(**SPEC)).joined(axis=1)  # no output named: codes
+    assert codes.shape == (10, 150)
+    torch.set_num_threads(1)
+    whole = Codec.from_checkpoint(tiny_checkpoint).decode_chunked(torch.from_numpy(codes), PLAN).numpy()
+    np.testing.assert_allclose(streamed.joined(axis=0), whole, atol=1e-5, rtol=0)
+
+    direct = Call(colocated_url, "text2semantic", "pcm", ask_output=True).start(speech_inputs(**SPEC)).wait()
+    assert direct.error is None, direct.message
+    np.testing.assert_array_equal(direct.joined(axis=0), streamed.joined(axis=0))
+
+
+def test_errors_and_short_requests_keep_their_form(colocated_url: str) -> None:
+    bad = run(colocated_url, "tts", speech_inputs("x", top_p=1.5))
+    assert bad.message.startswith("INVALID_INPUT: ") and "top_p" in bad.message, bad.message
+    short = run(colocated_url, "tts", speech_inputs("ok", seed=2, max_new_frames=3))
+    assert short.error is None and [c.shape for c in short.chunks] == [(3 * FRAME_SAMPLES,)]
+
+
+def test_default_server_refuses_text2semantic_pcm(speech_triton: SpeechServer) -> None:
+    call = Call(speech_triton.url, "text2semantic", "pcm", ask_output=True).start(speech_inputs("x")).wait()
+    assert call.message.startswith("INVALID_INPUT: ") and "pcm_decoding=text2semantic" in call.message, call.message
