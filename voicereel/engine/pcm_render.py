@@ -41,6 +41,10 @@ class PcmSink(Protocol):
 
     def send_pcm(self, pcm: torch.Tensor) -> None: ...
 
+    def send_empty(self) -> None:
+        """A response without outputs (a code chunk arrived but completed no window), so the caller's wait for
+        the next response stays as short as with codes: tts's stub waits on it inside Triton's BLS iterator."""
+
     def close(self, failure: Failure | None) -> None: ...
 
     def is_cancelled(self) -> bool: ...
@@ -190,7 +194,11 @@ class PcmStream:
             self._queued += 1
 
     def send_codes(self, codes: torch.Tensor) -> None:
-        self._queue(self.feed.push(codes))
+        windows = self.feed.push(codes)
+        if windows:
+            self._queue(windows)
+        else:
+            self.sink.send_empty()
 
     def close(self, failure: Failure | None) -> None:
         if failure is None:

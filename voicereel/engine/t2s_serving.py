@@ -195,6 +195,8 @@ class ResponseStream(Protocol):
 
     def send_pcm(self, pcm: torch.Tensor) -> None: ...
 
+    def send_empty(self) -> None: ...
+
     def close(self, failure: Failure | None) -> None:
         """Send the final response (an error response when ``failure``), exactly once."""
 
@@ -268,6 +270,9 @@ class DispatchedStream:
             self._after_send()
 
         self._lane.put(send)
+
+    def send_empty(self) -> None:
+        self._lane.put(self.inner.send_empty)
 
     def close(self, failure: Failure | None) -> None:
         self._lane.put(lambda: self.inner.close(failure))

@@ -52,6 +52,9 @@ class SenderStream:
         output = pb_utils.Tensor.from_dlpack("pcm", _to_dlpack(pcm.contiguous()))
         self.sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
 
+    def send_empty(self) -> None:
+        self.sender.send(pb_utils.InferenceResponse(output_tensors=[]))
+
     def close(self, failure: Failure | None) -> None:
         if self._closed.is_set():
             return
