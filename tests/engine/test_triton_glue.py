@@ -64,3 +64,29 @@ def test_an_empty_compile_cache_dir_leaves_torch_default(monkeypatch: pytest.Mon
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     use_compile_cache("")
     assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+
+
+def test_sigusr1_dumps_every_thread_stack() -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import threading, time\n"
+        "from voicereel.engine.triton_glue import dump_stacks_on_sigusr1\n"
+        "dump_stacks_on_sigusr1()\n"
+        "def parked_worker():\n    time.sleep(60)\n"
+        "threading.Thread(target=parked_worker, daemon=True).start()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+    finally:
+        proc.kill()
+    _, err = proc.communicate(timeout=30)
+    assert "parked_worker" in err and "Current thread" in err  # both threads' stacks, the process lived on

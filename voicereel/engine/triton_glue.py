@@ -35,6 +35,15 @@ def use_compile_cache(directory: str) -> None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(directory).resolve())
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 <stub pid>`` prints every thread's Python stack to the stub's stderr (Triton's log): how to see
+    where a hung model waits. The stubs have no other handler for it."""
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def instance_device(args: Mapping[str, str]) -> torch.device:
     """CPU for KIND_CPU instances, the instance's GPU for KIND_GPU."""
     if args.get("model_instance_kind") == "GPU":

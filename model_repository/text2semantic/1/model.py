@@ -26,6 +26,7 @@ from voicereel.engine.t2s_serving import (
 )
 from voicereel.engine.text_inputs import BYTES_INPUTS, UTF8_INPUTS, guard_bytes_decoding, text_fields
 from voicereel.engine.triton_glue import (
+    dump_stacks_on_sigusr1,
     error_response,
     instance_device,
     model_parameters,
@@ -76,6 +77,7 @@ def _to_dlpack(tensor: Any) -> Any:
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
+        dump_stacks_on_sigusr1()
         device = instance_device(args)
         params = model_parameters(args)
         use_compile_cache(params["compile_cache_dir"])

@@ -23,7 +23,7 @@ from voicereel.engine import bls
 from voicereel.engine.codec import ChunkPlan
 from voicereel.engine.codec_serving import Failure
 from voicereel.engine.stage_times import StageTimes
-from voicereel.engine.triton_glue import error_response, model_parameters
+from voicereel.engine.triton_glue import dump_stacks_on_sigusr1, error_response, model_parameters
 from voicereel.engine.tts_stream import TtsCalls, run_tts
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -33,6 +33,7 @@ CODEC_DECODER = "codec_decoder"
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
+        dump_stacks_on_sigusr1()
         params = model_parameters(args)
         self.plan = ChunkPlan(
             chunk_frames=int(params["chunk_frames"]),
