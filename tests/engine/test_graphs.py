@@ -96,3 +96,42 @@ def test_cuda_graph_replay_equals_eager(tiny_lm: Any) -> None:
     for name, codes in eager.items():
         assert torch.equal(codes, graphed[name]), name
         assert torch.equal(codes, captured_at_load[name]), name
+
+
+@pytest.mark.gpu
+def test_graphs_are_captured_while_another_thread_uses_the_gpu(tiny_lm: Any) -> None:
+    """The in-process codec (pcm_render) decodes on its own thread and stream while the engine captures a graph at a
+    bucket's first use; with the default (global) capture mode its allocations and synchronisations fail the capture
+    (seen on the H200). Captured thread_local, decoding is unchanged."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: CUDA graphs cannot be captured")
+    import threading
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def busy() -> None:
+        side = torch.cuda.Stream()
+        try:
+            with torch.cuda.stream(side):
+                while not stop.is_set():
+                    block = torch.randn(256, 256, device="cuda")  # a fresh allocation each time
+                    (block @ block).sum().item()  # and a synchronisation
+        except BaseException as exc:
+            errors.append(exc)
+
+    model = BatchedDualAR(tiny_lm.to("cuda"))
+    try:
+        eager = _generate(model, cuda_graphs=False)
+        thread = threading.Thread(target=busy, daemon=True)
+        thread.start()
+        try:
+            graphed = _generate(model, cuda_graphs=True)
+        finally:
+            stop.set()
+            thread.join()
+    finally:
+        tiny_lm.to("cpu")
+    assert errors == []
+    for name, codes in eager.items():
+        assert torch.equal(codes, graphed[name]), name
