@@ -91,6 +91,29 @@ def model_load_times(logs: Path) -> dict[str, float]:
     return times
 
 
+def dump_stub_stacks() -> int:
+    """SIGUSR1 to every Triton python stub process: our models print each thread's Python stack to Triton's log
+    (``triton_glue.dump_stacks_on_sigusr1``). Returns how many were signalled."""
+    import os
+    import signal
+
+    count = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if argv0.endswith(b"triton_python_backend_stub"):
+            try:
+                os.kill(int(proc.name), signal.SIGUSR1)
+                count += 1
+            except OSError:
+                pass
+    return count
+
+
 def git_sha() -> str:
     import os
 
@@ -199,7 +222,12 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
         levels = args.latency_levels or ([1, 2] if args.cpu else [1, 16])
         cmd += ["--latency-levels", *map(str, levels)]
         with MemorySampler() as sampler:
-            subprocess.run(cmd, check=True, cwd=REPO)
+            client = subprocess.run(cmd, cwd=REPO)
+        if client.returncode != 0:  # a failed or hung request: record where every model's threads are first
+            dumped = dump_stub_stacks()
+            print(f"bench_tts failed; asked {dumped} python stubs for their stacks (Triton's log)", flush=True)
+            time.sleep(3)
+            raise subprocess.CalledProcessError(client.returncode, cmd)
         figures["tts"] = json.loads((args.out / "tts.json").read_text())
         figures["gpu_memory_mib"] = {"idle": idle, "models_loaded": loaded, "peak": sampler.peak}
         # A second start with warm caches (torch/inductor caches on disk): what a restart costs.

@@ -88,13 +88,25 @@ async def one_request(client: grpcclient.InferenceServerClient, frames: int, see
     return Result(first if first is not None else wall, wall, samples, start)
 
 
-async def run_level(url: str, concurrency: int, requests_each: int, frames: int) -> tuple[list[Result], float]:
+REQUEST_TIMEOUT_S = 120.0  # a request without its final response by then is a hang: fail the run, do not wait on
+
+
+async def bounded_request(client: grpcclient.InferenceServerClient, frames: int, seed: int, timeout_s: float) -> Result:
+    try:
+        return await asyncio.wait_for(one_request(client, frames, seed), timeout_s)
+    except TimeoutError:
+        raise RuntimeError(f"tts request (seed {seed}) had no final response after {timeout_s:.0f} s") from None
+
+
+async def run_level(
+    url: str, concurrency: int, requests_each: int, frames: int, timeout_s: float = REQUEST_TIMEOUT_S
+) -> tuple[list[Result], float]:
     clients = [grpcclient.InferenceServerClient(url) for _ in range(concurrency)]
 
     async def user(index: int) -> list[Result]:
         out = []
         for round_ in range(requests_each):
-            out.append(await one_request(clients[index], frames, seed=1000 * index + round_))
+            out.append(await bounded_request(clients[index], frames, 1000 * index + round_, timeout_s))
         return out
 
     start = time.perf_counter()
@@ -113,9 +125,9 @@ def pct(values: list[float], q: float) -> float:
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     figures: dict[str, object] = {"frames_per_request": args.frames}
     # warm-up: one request at each batch bucket the sweep will use
-    await run_level(args.url, 1, 1, 32)
+    await run_level(args.url, 1, 1, 32, args.request_timeout)
 
-    results, _ = await run_level(args.url, 1, 1, args.frames)
+    results, _ = await run_level(args.url, 1, 1, args.frames, args.request_timeout)
     single = results[0]
     frames_out = single.samples / 2048
     figures["single_stream"] = {
@@ -129,7 +141,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     for concurrency in args.latency_levels:
         rounds = 8 if concurrency == 1 else 2
         level_start = time.perf_counter()
-        results, _ = await run_level(args.url, concurrency, rounds, args.frames)
+        results, _ = await run_level(args.url, concurrency, rounds, args.frames, args.request_timeout)
         firsts = [r.first_chunk_s for r in results]
         by_round = [[r.first_chunk_s for r in results[index::rounds]] for index in range(rounds)]
         latency[f"c{concurrency}"] = {
@@ -150,7 +162,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     figures["first_chunk_latency"] = latency
     throughput: dict[str, object] = {}
     for concurrency in args.concurrency:
-        results, wall = await run_level(args.url, concurrency, args.rounds, args.frames)
+        results, wall = await run_level(args.url, concurrency, args.rounds, args.frames, args.request_timeout)
         audio = sum(r.samples for r in results) / SAMPLE_RATE
         throughput[f"c{concurrency}"] = {
             "audio_s": audio,
@@ -171,6 +183,7 @@ def main() -> None:
     parser.add_argument("--latency-levels", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=1, help="requests per concurrent user in the sweep")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S, help="seconds; then the run fails")
     args = parser.parse_args()
     figures = asyncio.run(main_async(args))
     args.out.write_text(json.dumps(figures, indent=2))

@@ -10,6 +10,7 @@ from voicereel.engine.codec import ChunkPlan, Codec
 from voicereel.engine.codec_serving import decode_requests
 from voicereel.engine.onnx_codec import OnnxCodec, codec_for_instance
 from voicereel.engine.triton_glue import (
+    dump_stacks_on_sigusr1,
     instance_device,
     model_parameters,
     request_inputs,
@@ -24,6 +25,7 @@ class TritonPythonModel:
     codec: Codec | OnnxCodec
 
     def initialize(self, args: dict[str, str]) -> None:
+        dump_stacks_on_sigusr1()
         params = model_parameters(args)
         use_compile_cache(params["compile_cache_dir"])
         self.codec = codec_for_instance(args, params, "decoder", instance_device(args))

@@ -10,6 +10,7 @@ from voicereel.engine.codec import Codec
 from voicereel.engine.codec_serving import encode_requests
 from voicereel.engine.onnx_codec import OnnxCodec, codec_for_instance
 from voicereel.engine.triton_glue import (
+    dump_stacks_on_sigusr1,
     instance_device,
     model_parameters,
     request_inputs,
@@ -21,6 +22,7 @@ class TritonPythonModel:
     codec: Codec | OnnxCodec
 
     def initialize(self, args: dict[str, str]) -> None:
+        dump_stacks_on_sigusr1()
         params = model_parameters(args)
         self.codec = codec_for_instance(args, params, "encoder", instance_device(args))
         self.max_input_seconds = float(params["max_input_seconds"])
