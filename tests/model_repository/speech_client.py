@@ -29,6 +29,11 @@ class SpeechServer:
     repository: Path
 
 
+FRAME_SAMPLES = 2048
+# PCM chunks of a 150-frame tts stream under the shipped window knobs: the first window renders 8 frames, then 64.
+CHUNKS_OF_150_FRAMES = [(8 * FRAME_SAMPLES,), (64 * FRAME_SAMPLES,), (64 * FRAME_SAMPLES,), (14 * FRAME_SAMPLES,)]
+
+
 def tensor(name: str, array: np.ndarray) -> grpcclient.InferInput:
     item = grpcclient.InferInput(name, list(array.shape), DTYPES[array.dtype])
     item.set_data_from_numpy(array)

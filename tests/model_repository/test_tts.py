@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from speech_client import Call, SpeechServer, run, speech_inputs
+from speech_client import CHUNKS_OF_150_FRAMES, Call, SpeechServer, run, speech_inputs
 
 from voicereel.engine.codec import FRAME_SAMPLES, ChunkPlan, Codec
 
@@ -26,12 +26,7 @@ def test_stream_equals_decoding_all_codes_at_once(speech_triton: SpeechServer, t
     spec: dict[str, Any] = {"text": "Streaming speech, window by window.", "seed": 11, "max_new_frames": 150}
     streamed = run(speech_triton.url, MODEL, speech_inputs(**spec))
     assert streamed.error is None, streamed.message
-    assert [chunk.shape for chunk in streamed.chunks] == [
-        (8 * FRAME_SAMPLES,),
-        (64 * FRAME_SAMPLES,),
-        (64 * FRAME_SAMPLES,),
-        (14 * FRAME_SAMPLES,),
-    ]
+    assert [chunk.shape for chunk in streamed.chunks] == CHUNKS_OF_150_FRAMES
     assert all(chunk.dtype == np.float32 for chunk in streamed.chunks)
 
     codes = run(speech_triton.url, "text2semantic", speech_inputs(**spec)).joined(axis=1)
