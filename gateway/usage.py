@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from voicereel.db.models import RequestCount
 from voicereel.errors import ErrorCode, VoiceReelError
-from voicereel.quota import COUNTER_TTL_S, characters_charged, month_of, quota_key
+from voicereel.quota import characters_charged, month_of, quota_key, seed_counter_async
 
 log = logging.getLogger("voicereel.gateway")
 
@@ -108,8 +108,11 @@ async def consume_quota(
     consume = redis_client.register_script(_CONSUME)
     outcome = await consume(keys=[name], args=[characters, quota])
     if outcome == -1:
-        used = await anyio.to_thread.run_sync(characters_charged, engine, key_id, month)
-        await redis_client.set(name, used, nx=True, ex=COUNTER_TTL_S)
+
+        async def read_total() -> int:
+            return await anyio.to_thread.run_sync(characters_charged, engine, key_id, month)
+
+        await seed_counter_async(redis_client, name, read_total)
         outcome = await consume(keys=[name], args=[characters, quota])
     fits, used = outcome
     if not fits:

@@ -11,7 +11,16 @@ import redis.asyncio
 
 from voicereel.db.models import Job, JobKind
 from voicereel.ids import new_id
-from voicereel.quota import charge_of, give_back, give_back_async, month_bounds, month_of, quota_key
+from voicereel.quota import (
+    charge_of,
+    generation_key,
+    give_back,
+    give_back_async,
+    month_bounds,
+    month_of,
+    quota_key,
+    seed_counter_async,
+)
 
 
 def make_job(kind: JobKind = JobKind.synthesize, characters: int = 7, **values: object) -> Job:
@@ -83,4 +92,45 @@ async def test_give_back_async(redis_url: str, client: redis.Redis) -> None:
     finally:
         await connection.aclose()
     assert int(client.get(name) or -1) == 7
+    client.delete(name)
+
+
+@pytest.mark.anyio
+async def test_a_seed_read_before_a_give_back_is_read_again(redis_url: str, client: redis.Redis) -> None:
+    """The counter is missing; the seed reads the database (the job still counted: 100), the job fails and is given
+    back (no counter to lower), then the seed would write 100. It must notice and read again (70)."""
+    job = make_job(characters=30)
+    name, _ = charge_of(job) or ("", 0)
+    totals = iter([100, 70])
+
+    async def read_total() -> int:
+        total = next(totals)
+        if total == 100:
+            give_back(client, job)  # lands between the seed's database read and its write
+        return total
+
+    connection = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await seed_counter_async(connection, name, read_total)
+    finally:
+        await connection.aclose()
+    assert int(client.get(name) or -1) == 70
+    client.delete(name, generation_key(name))
+
+
+@pytest.mark.anyio
+async def test_a_seed_never_replaces_an_existing_counter(redis_url: str, client: redis.Redis) -> None:
+    job = make_job(characters=30)
+    name, _ = charge_of(job) or ("", 0)
+    client.set(name, 55)
+
+    async def read_total() -> int:
+        return 999
+
+    connection = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await seed_counter_async(connection, name, read_total)
+    finally:
+        await connection.aclose()
+    assert int(client.get(name) or -1) == 55
     client.delete(name)
