@@ -108,17 +108,19 @@ def decode_variants(
     window = DecodeWindow(random_codes(plan.window_frames, 2).to(torch.int32), plan.context_frames, plan.window_frames)
     expected = reference.decode_windows([window])[0]
     del reference
-    variants: list[tuple[str, torch.dtype, bool, bool]] = [
-        ("fp32", torch.float32, False, False),
-        ("fp32+cudnn_benchmark", torch.float32, True, False),
-        ("bf16", torch.bfloat16, False, False),
-        ("bf16+cudnn_benchmark", torch.bfloat16, True, False),
+    # (name, dtype, cudnn.benchmark, compiled, weight norms folded: same maths, one weight per conv instead of g, v)
+    variants: list[tuple[str, torch.dtype, bool, bool, bool]] = [
+        ("fp32", torch.float32, False, False, False),
+        ("fp32+cudnn_benchmark", torch.float32, True, False, False),
+        ("bf16", torch.bfloat16, False, False, False),
+        ("bf16+cudnn_benchmark", torch.bfloat16, True, False, False),
+        ("bf16+folded_weight_norm", torch.bfloat16, False, False, True),
     ]
     if compile_:
-        variants.append(("fp32+compiled_decoder", torch.float32, False, True))
-    for name, dtype, benchmark, compiled in variants:
+        variants.append(("fp32+compiled_decoder", torch.float32, False, True, False))
+    for name, dtype, benchmark, compiled, folded in variants:
         torch.backends.cudnn.benchmark = benchmark
-        codec = Codec.from_checkpoint(checkpoint, device, dtype)
+        codec = Codec.from_checkpoint(checkpoint, device, dtype, fold_weight_norm=folded)
         if compiled:
             codec.compile_decoder(max(batches), plan)
         try:
@@ -138,6 +140,34 @@ def decode_variants(
     return out
 
 
+def decode_profile(checkpoint: Path, device: torch.device, batch: int, calls: int = 3) -> list[str]:
+    """torch.profiler over ``calls`` decodes of ``batch`` full windows (bf16 on a GPU): the ops that take the device
+    time, to see what a faster waveform decoder has to change."""
+    from torch.profiler import ProfilerActivity, profile
+
+    plan = ChunkPlan()
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    codec = Codec.from_checkpoint(checkpoint, device, dtype)
+    window = DecodeWindow(random_codes(plan.window_frames, 3).to(torch.int32), plan.context_frames, plan.window_frames)
+    codec.decode_windows([window] * batch)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            codec.decode_windows([window] * batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    by_device = device.type == "cuda"
+    events = list(prof.key_averages())
+    events.sort(key=lambda e: e.device_time_total if by_device else e.self_cpu_time_total, reverse=True)
+    total_ms = sum(e.self_device_time_total if by_device else e.self_cpu_time_total for e in events) / calls / 1000
+    where = "device" if by_device else "CPU"
+    lines = [f"batch {batch} windows ({dtype}): {total_ms:.1f} ms of self {where} time a call"]
+    for event in events[:30]:
+        spent = (event.device_time_total if by_device else event.self_cpu_time_total) / calls / 1000
+        lines.append(f"{spent:9.3f} ms/call  {event.count / calls:7.1f}/call  {event.key[:100]}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -148,6 +178,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only-variants", action="store_true", help="skip everything but the speed-up variants")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd decoders (slow start)")
+    parser.add_argument("--profile", type=int, default=0, help="also profile decodes of this many windows a call")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -164,6 +195,8 @@ def main() -> None:
     if args.only_variants:
         batches = [int(b) for b in args.batches.split(",")]
         results["decode_variants"] = decode_variants(args.checkpoint, device, args.repeats, args.compile, batches)
+        if args.profile:
+            results["decode_profile"] = decode_profile(args.checkpoint, device, args.profile)
         args.out.write_text(json.dumps(results, indent=2))
         print(json.dumps(results, indent=2))
         return
