@@ -62,3 +62,25 @@ def test_errors_and_short_requests_keep_their_form(colocated_url: str) -> None:
 def test_default_server_refuses_text2semantic_pcm(speech_triton: SpeechServer) -> None:
     call = Call(speech_triton.url, "text2semantic", "pcm", ask_output=True).start(speech_inputs("x")).wait()
     assert call.message.startswith("INVALID_INPUT: ") and "pcm_decoding=text2semantic" in call.message, call.message
+
+
+def test_knobs_reach_text2semantic_and_tts(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import re
+
+    from voicereel.engine.t2s_serving import ServingConfig
+
+    knobs = {
+        "text2semantic": {"codec_max_batch": 7},
+        "shared": {"pcm_decoding": "text2semantic", "codec_first_chunk_frames": 4, "codec_chunk_frames": 32},
+    }
+    repository = build_repository(tmp_path / "repo", tiny_checkpoint, knobs, models=["text2semantic", "tts"])
+    entry = re.compile(r'\{ key: "(\w+)", value: \{ string_value: "([^"]*)" \} \}')
+    t2s = dict(entry.findall((repository / "text2semantic" / "config.pbtxt").read_text()))
+    config = ServingConfig.from_parameters(t2s, on_gpu=False)
+    assert config.render_pcm and config.codec_max_batch == 7
+    assert config.codec_plan == ChunkPlan(chunk_frames=32, context_frames=64, first_chunk_frames=4)
+    tts = dict(entry.findall((repository / "tts" / "config.pbtxt").read_text()))
+    assert (tts["pcm_decoding"], tts["first_chunk_frames"], tts["chunk_frames"]) == ("text2semantic", "4", "32")
+    default = build_repository(tmp_path / "default", tiny_checkpoint, None, models=["text2semantic"])
+    t2s = dict(entry.findall((default / "text2semantic" / "config.pbtxt").read_text()))
+    assert not ServingConfig.from_parameters(t2s, on_gpu=False).render_pcm
