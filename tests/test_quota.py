@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -95,6 +95,14 @@ async def test_give_back_async(redis_url: str, client: redis.Redis) -> None:
     client.delete(name)
 
 
+async def seed_with_a_fresh_connection(redis_url: str, name: str, read_total: Callable[[], Awaitable[int]]) -> None:
+    connection = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await seed_counter_async(connection, name, read_total)
+    finally:
+        await connection.aclose()
+
+
 @pytest.mark.anyio
 async def test_a_seed_read_before_a_give_back_is_read_again(redis_url: str, client: redis.Redis) -> None:
     """The counter is missing; the seed reads the database (the job still counted: 100), the job fails and is given
@@ -109,11 +117,7 @@ async def test_a_seed_read_before_a_give_back_is_read_again(redis_url: str, clie
             give_back(client, job)  # lands between the seed's database read and its write
         return total
 
-    connection = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        await seed_counter_async(connection, name, read_total)
-    finally:
-        await connection.aclose()
+    await seed_with_a_fresh_connection(redis_url, name, read_total)
     assert int(client.get(name) or -1) == 70
     client.delete(name, generation_key(name))
 
@@ -127,10 +131,6 @@ async def test_a_seed_never_replaces_an_existing_counter(redis_url: str, client:
     async def read_total() -> int:
         return 999
 
-    connection = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        await seed_counter_async(connection, name, read_total)
-    finally:
-        await connection.aclose()
+    await seed_with_a_fresh_connection(redis_url, name, read_total)
     assert int(client.get(name) or -1) == 55
     client.delete(name)
