@@ -46,6 +46,7 @@ return false
 # Write the seed ARGV[1] (read from the database while the generation was ARGV[2]) unless the counter exists or a
 # give-back has run since: 1 when the counter now exists, 0 when the seed is stale.
 SEED_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
 local generation = redis.call('GET', KEYS[2]) or '0'
 if generation ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3])
