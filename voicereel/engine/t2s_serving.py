@@ -257,19 +257,18 @@ class DispatchedStream:
             self._polled = now
             self._cancelled = self.inner.is_cancelled()
 
-    def send_codes(self, codes: torch.Tensor) -> None:
-        def send() -> None:
-            self.inner.send_codes(codes)
+    def _dispatch(self, send: Callable[[], None]) -> None:
+        def run() -> None:
+            send()
             self._after_send()
 
-        self._lane.put(send)
+        self._lane.put(run)
+
+    def send_codes(self, codes: torch.Tensor) -> None:
+        self._dispatch(lambda: self.inner.send_codes(codes))
 
     def send_pcm(self, pcm: torch.Tensor) -> None:
-        def send() -> None:
-            self.inner.send_pcm(pcm)
-            self._after_send()
-
-        self._lane.put(send)
+        self._dispatch(lambda: self.inner.send_pcm(pcm))
 
     def send_empty(self) -> None:
         self._lane.put(self.inner.send_empty)

@@ -45,13 +45,15 @@ class SenderStream:
         self.sender = sender
         self._closed = threading.Event()
 
-    def send_codes(self, codes: Any) -> None:
-        output = pb_utils.Tensor.from_dlpack("codes", _to_dlpack(codes.contiguous()))
+    def _send(self, name: str, tensor: Any) -> None:
+        output = pb_utils.Tensor.from_dlpack(name, _to_dlpack(tensor.contiguous()))
         self.sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
 
+    def send_codes(self, codes: Any) -> None:
+        self._send("codes", codes)
+
     def send_pcm(self, pcm: Any) -> None:
-        output = pb_utils.Tensor.from_dlpack("pcm", _to_dlpack(pcm.contiguous()))
-        self.sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
+        self._send("pcm", pcm)
 
     def send_empty(self) -> None:
         self.sender.send(pb_utils.InferenceResponse(output_tensors=[]))
