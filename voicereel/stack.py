@@ -230,6 +230,19 @@ def prepare_triton_backends(dest: Path) -> Path:
     return backends
 
 
+def libpython_dir(dest: Path) -> Path:
+    """``dest/libpython``: a link to the running interpreter's shared libpython and nothing else (empty for a
+    statically linked interpreter), for the stub's LD_LIBRARY_PATH."""
+    folder = dest / "libpython"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = sysconfig.get_config_var("INSTSONAME") or ""
+    target = Path(sysconfig.get_config_var("LIBDIR") or "") / name
+    link = folder / name
+    if name and target.is_file() and not link.exists():
+        link.symlink_to(target)
+    return folder
+
+
 @dataclass(frozen=True)
 class TritonPorts:
     grpc: int
@@ -249,12 +262,14 @@ def triton_service(
     bin_dir = Path(sys.executable).parent
     env = {
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-        # The stub links libpython3.11.so.1.0: load the running interpreter's, not the system's (an older 3.11
+        # The stub links libpython3.X.so.1.0: load the running interpreter's, not the system's (an older 3.11
         # whose libpython lacks symbols this interpreter's stdlib extensions need, e.g. _ssl's _PyModule_Add).
+        # Only that library: putting its whole LIBDIR first (/usr/lib/x86_64-linux-gnu for a distribution's
+        # Python) would also put that directory's CUDA libraries ahead of torch's own in every stub.
         "LD_LIBRARY_PATH": ":".join(
             p
             for p in (
-                sysconfig.get_config_var("LIBDIR") or "",
+                str(libpython_dir(work_dir)),
                 str(site / "nvidia_pytriton.libs"),
                 os.environ.get("LD_LIBRARY_PATH", ""),
             )

@@ -65,9 +65,6 @@ class Tracker:
         self._arrived()
         self.samples += pcm.numel()
 
-    def send_empty(self) -> None:
-        pass  # a code chunk that completed no window: nothing to count
-
     def close(self, failure: Failure | None) -> None:
         self.failure = failure
         self.finished.set()

@@ -124,8 +124,9 @@ def pct(values: list[float], q: float) -> float:
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     figures: dict[str, object] = {"frames_per_request": args.frames}
-    # warm-up: one request at each batch bucket the sweep will use
-    await run_level(args.url, 1, 1, 32, args.request_timeout)
+    # warm-up: one full-length request, so the single stream below finds the CUDA graph of every KV-length bucket
+    # it passes through already captured (the server captures a bucket's graph on its first use)
+    await run_level(args.url, 1, 1, args.frames, args.request_timeout)
 
     results, _ = await run_level(args.url, 1, 1, args.frames, args.request_timeout)
     single = results[0]

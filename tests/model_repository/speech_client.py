@@ -85,6 +85,7 @@ class Call:
     model: str
     output: str
     ask_output: bool = False  # name `output` as the one requested output (else the model's defaults: all of them)
+    request_id: str = "test"
     chunks: list[np.ndarray] = field(default_factory=list)
     error: Any = None
     finished_at: float | None = None
@@ -101,7 +102,7 @@ class Call:
             outputs=outputs,
             enable_empty_final_response=True,
             parameters=parameters,
-            request_id="test",
+            request_id=self.request_id,
         )
         return self
 

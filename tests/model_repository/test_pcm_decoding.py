@@ -1,5 +1,5 @@
 """Shared knob pcm_decoding = text2semantic, served by a real tritonserver (tiny checkpoint, CPU): text2semantic
-decodes the audio in its own process and tts relays it, with no codec_decoder model at all.
+decodes the audio in its own process and tts is an ensemble forwarding its pcm stream, with no codec_decoder model.
 
 The PCM must be what the default path gives: the codes text2semantic streams for the same inputs, decoded in the
 same fixed windows. A server with the default setting refuses a request for text2semantic's pcm.
@@ -37,7 +37,7 @@ def colocated_url(supervisor: Supervisor, run_dir: Path, tiny_checkpoint: Path) 
     return f"127.0.0.1:{ports.grpc}"
 
 
-def test_tts_relays_text2semantic_pcm_equal_to_decoding_its_codes(colocated_url: str, tiny_checkpoint: Path) -> None:
+def test_tts_streams_text2semantic_pcm_equal_to_decoding_its_codes(colocated_url: str, tiny_checkpoint: Path) -> None:
     streamed = run(colocated_url, "tts", speech_inputs(**SPEC))
     assert streamed.error is None, streamed.message
     assert [chunk.shape for chunk in streamed.chunks] == CHUNKS_OF_150_FRAMES
@@ -53,8 +53,16 @@ def test_tts_relays_text2semantic_pcm_equal_to_decoding_its_codes(colocated_url:
 
 
 def test_errors_and_short_requests_keep_their_form(colocated_url: str) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    from voicereel.errors import ErrorCode
+    from voicereel.triton_client import classify
+
     bad = run(colocated_url, "tts", speech_inputs("x", top_p=1.5))
-    assert bad.message.startswith("INVALID_INPUT: ") and "top_p" in bad.message, bad.message
+    # Triton prefixes the ensemble's name; the worker's client still reads it as the customer's mistake
+    assert "INVALID_INPUT: " in bad.message and "top_p" in bad.message, bad.message
+    engine_error = classify(InferenceServerException(bad.message))
+    assert engine_error is not None and engine_error.permanent and engine_error.code == ErrorCode.INVALID_INPUT
     short = run(colocated_url, "tts", speech_inputs("ok", seed=2, max_new_frames=3))
     assert short.error is None and [c.shape for c in short.chunks] == [(3 * FRAME_SAMPLES,)]
 
@@ -64,7 +72,7 @@ def test_default_server_refuses_text2semantic_pcm(speech_triton: SpeechServer) -
     assert call.message.startswith("INVALID_INPUT: ") and "pcm_decoding=text2semantic" in call.message, call.message
 
 
-def test_knobs_reach_text2semantic_and_tts(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_knobs_reach_text2semantic_and_tts_becomes_its_ensemble(tmp_path: Path, tiny_checkpoint: Path) -> None:
     import re
 
     from voicereel.engine.t2s_serving import ServingConfig
@@ -79,8 +87,43 @@ def test_knobs_reach_text2semantic_and_tts(tmp_path: Path, tiny_checkpoint: Path
     config = ServingConfig.from_parameters(t2s, on_gpu=False)
     assert config.render_pcm and config.codec_max_batch == 7
     assert config.codec_plan == ChunkPlan(chunk_frames=32, context_frames=64, first_chunk_frames=4)
-    tts = dict(entry.findall((repository / "tts" / "config.pbtxt").read_text()))
-    assert (tts["pcm_decoding"], tts["first_chunk_frames"], tts["chunk_frames"]) == ("text2semantic", "4", "32")
+    tts = (repository / "tts" / "config.pbtxt").read_text()
+    names = re.compile(r'name: "(\w+)"')
+    inputs = names.findall(tts[tts.index("input [") : tts.index("output [")])
+    t2s_text = (repository / "text2semantic" / "config.pbtxt").read_text()
+    assert 'platform: "ensemble"' in tts and list((repository / "tts" / "1").iterdir()) == []
+    assert inputs == names.findall(t2s_text[t2s_text.index("input [") : t2s_text.index("output [")])
+    assert names.findall(tts[tts.index("output [") : tts.index("ensemble_scheduling")]) == ["pcm"]
     default = build_repository(tmp_path / "default", tiny_checkpoint, None, models=["text2semantic"])
     t2s = dict(entry.findall((default / "text2semantic" / "config.pbtxt").read_text()))
     assert not ServingConfig.from_parameters(t2s, on_gpu=False).render_pcm
+
+
+def test_a_cancel_naming_the_tts_request_frees_its_text2semantic_slot(colocated_url: str) -> None:
+    """Three slots: tts holds one, two long text2semantic requests the others; a short request waits until a cancel
+    request to text2semantic names the tts request's id (an ensemble's step keeps the caller's request id).
+
+    This is the route to cancel with pcm_decoding = text2semantic: Triton 2.51's ensemble does not pass a client's
+    stream cancellation on to text2semantic (measured: the slot stayed taken until the request ended)."""
+    request_id = "cancel-me-" + "0123456789abcdef" * 2
+    speech = Call(colocated_url, "tts", "pcm", request_id=request_id)
+    speech.start(speech_inputs("spoken " * 20, seed=1, max_new_frames=900)).wait_first_chunk()
+    long_requests = [
+        Call(colocated_url, "text2semantic", "codes").start(speech_inputs("long " * 20, seed=i, max_new_frames=900))
+        for i in (2, 3)
+    ]
+    for call in long_requests:
+        call.wait_first_chunk()
+    waiting = Call(colocated_url, "text2semantic", "codes").start(speech_inputs("short", seed=4, max_new_frames=8))
+    assert waiting.pump(1.0) is False  # every slot is taken
+    cancel = run(colocated_url, "text2semantic", [], parameters={"cancel_request_id": request_id})
+    assert cancel.error is None, cancel.message
+    assert waiting.pump(60), "the waiting request never got the slot of the cancelled tts request"
+    waiting.close()
+    assert waiting.error is None and waiting.joined(axis=1).shape == (10, 8)
+    for call in long_requests:
+        assert call.finished_at is None and not call.pump(0.1)  # still running: the slot came from the cancel
+        call.cancel()
+        call.close()
+    assert speech.pump(60) and speech.error is None  # the tts stream ends (cut short), not hangs
+    speech.close()

@@ -59,28 +59,26 @@ def own_inputs(pb_utils: Any, inputs: Sequence[Any]) -> list[Any]:
     return copies
 
 
-def start_code_stream(pb_utils: Any, model: str, inputs: Sequence[Any], request_id: str, output: str = "codes") -> Any:
-    """Send a decoupled request to ``model`` (text2semantic) with the given input tensors, asking for ``output``
-    (``codes``, or ``pcm`` where text2semantic decodes them itself: shared knob pcm_decoding).
+def start_code_stream(pb_utils: Any, model: str, inputs: Sequence[Any], request_id: str) -> Any:
+    """Send a decoupled request to ``model`` (text2semantic) with the given input tensors.
 
     Returns Triton's response iterator; read it with ``code_chunks``. Triton 2.51's python backend returns
     only once the first response has arrived (for text2semantic: after the prefill and the first code
     chunk), so callers start streams on their own threads, with ``own_inputs`` copies.
     """
     request = pb_utils.InferenceRequest(
-        model_name=model, inputs=list(inputs), requested_output_names=[output], request_id=request_id
+        model_name=model, inputs=list(inputs), requested_output_names=["codes"], request_id=request_id
     )
     return request.exec(decoupled=True)
 
 
-def code_chunks(pb_utils: Any, responses: Any, output: str = "codes") -> Iterator[torch.Tensor | Failure]:
-    """The ``output`` tensors of a code stream (code chunks ``[10, n]``, or PCM ``[n]``); a ``Failure`` (then
-    nothing) if the model answered an error."""
+def code_chunks(pb_utils: Any, responses: Any) -> Iterator[torch.Tensor | Failure]:
+    """Code chunks ``[10, n]`` of a code stream; a ``Failure`` (then nothing) if the model answered an error."""
     for response in responses:
         if response.has_error():
             yield failure_of(response.error())
             return
-        codes = _tensor_out(pb_utils, response, output)
+        codes = _tensor_out(pb_utils, response, "codes")
         if codes is not None:
             yield codes
 

@@ -41,10 +41,6 @@ class PcmSink(Protocol):
 
     def send_pcm(self, pcm: torch.Tensor) -> None: ...
 
-    def send_empty(self) -> None:
-        """A response without outputs (a code chunk arrived but completed no window), so the caller's wait for
-        the next response stays as short as with codes: tts's stub waits on it inside Triton's BLS iterator."""
-
     def close(self, failure: Failure | None) -> None: ...
 
     def is_cancelled(self) -> bool: ...
@@ -194,11 +190,7 @@ class PcmStream:
             self._queued += 1
 
     def send_codes(self, codes: torch.Tensor) -> None:
-        windows = self.feed.push(codes)
-        if windows:
-            self._queue(windows)
-        else:
-            self.sink.send_empty()
+        self._queue(self.feed.push(codes))
 
     def close(self, failure: Failure | None) -> None:
         if failure is None:

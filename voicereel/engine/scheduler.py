@@ -103,6 +103,7 @@ class Engine:
         self._stopping = False
         self._failure: str | None = None  # why the loop died; every later submit fails with it
         self._steps = 0
+        self._events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None  # decode-step GPU timing
         self.times = StageTimes("text2semantic engine", log)
 
     # --- any thread -----------------------------------------------------------------------------------
@@ -307,16 +308,31 @@ class Engine:
         needed = max(run.position for run in decoding) + 1
         kv_len = bucket_kv_len(needed, self.config.kv_block, self.config.slot_capacity)
         times = self.times
+        events = self._step_events()
+        if events is not None:
+            events[0].record()
         with times.stage("decode_replay"):
             self.runner.step(batch, kv_len)
+        if events is not None:
+            events[1].record()
         with times.stage("decode_to_host"):
             frames = self.state.frame[:batch].to("cpu", copy=True).numpy()  # a copy (CPU too): rows are kept
+        if events is not None:  # the step's own GPU time: decode_to_host minus it is time the host lost elsewhere
+            times.add("decode_gpu", events[0].elapsed_time(events[1]) / 1000)
         with times.stage("accept_frames"):
             for run in decoding:
                 run.position += 1
                 run.steps += 1
                 self._accept(run, frames[run.slot])
         times.add("frames", 0.0, len(decoding))
+
+    def _step_events(self) -> tuple[torch.cuda.Event, torch.cuda.Event] | None:
+        """Two timing events recorded around each decode step on a GPU (made once); None on the CPU."""
+        if not self.state.frame.is_cuda:
+            return None
+        if self._events is None:
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        return self._events
 
     def _accept(self, run: _Running, frame: np.ndarray) -> None:
         """Take one new frame of ``run``: stream it, or end the chunk on the end token or the budget."""

@@ -195,8 +195,6 @@ class ResponseStream(Protocol):
 
     def send_pcm(self, pcm: torch.Tensor) -> None: ...
 
-    def send_empty(self) -> None: ...
-
     def close(self, failure: Failure | None) -> None:
         """Send the final response (an error response when ``failure``), exactly once."""
 
@@ -269,9 +267,6 @@ class DispatchedStream:
 
     def send_pcm(self, pcm: torch.Tensor) -> None:
         self._dispatch(lambda: self.inner.send_pcm(pcm))
-
-    def send_empty(self) -> None:
-        self._lane.put(self.inner.send_empty)
 
     def close(self, failure: Failure | None) -> None:
         self._lane.put(lambda: self.inner.close(failure))

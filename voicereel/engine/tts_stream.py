@@ -74,17 +74,9 @@ class TtsCalls:
     cancel_codes: Callable[[], None]
 
 
-def run_tts(calls: TtsCalls, plan: ChunkPlan | None) -> None:
-    """Stream one request's PCM; always ends with exactly one ``close``.
-
-    ``plan`` None: the stream's items are PCM already (text2semantic rendered them, shared knob ``pcm_decoding``)
-    and are sent as they come; ``calls.decode`` is not used.
-    """
-    feed = WindowFeed(plan) if plan is not None else None
-
-    def render(item: torch.Tensor) -> list[torch.Tensor]:
-        return [item] if feed is None else [calls.decode(window) for window in feed.push(item)]
-
+def run_tts(calls: TtsCalls, plan: ChunkPlan) -> None:
+    """Stream one request's PCM; always ends with exactly one ``close``."""
+    feed = WindowFeed(plan)
     failure: Failure | None = None
     cancelled = False
     try:
@@ -98,9 +90,9 @@ def run_tts(calls: TtsCalls, plan: ChunkPlan | None) -> None:
                 cancelled = True
                 calls.cancel_codes()
                 continue
-            for pcm in render(item):
-                calls.send(pcm)
-        if failure is None and not cancelled and feed is not None:
+            for window in feed.push(item):
+                calls.send(calls.decode(window))
+        if failure is None and not cancelled:
             for window in feed.finish():
                 calls.send(calls.decode(window))
     except Exception as exc:  # a failed decode or send ends the request with an error, not silence

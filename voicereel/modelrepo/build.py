@@ -1,9 +1,10 @@
 """Build a servable Triton model repository from `model_repository/` (templates + knob declarations).
 
 Every model folder with a `config.pbtxt.tmpl` is copied to `dest/<model>/` (its `1/model.py` and any other file,
-minus the template and `knobs.toml`) and gets a `config.pbtxt` filled by the strict filler. The shared knob
-`checkpoint_dir` comes from the `checkpoint_dir` argument; every other value is its declared default unless
-`overrides` sets it: `{"<model>": {"<knob>": value}, "shared": {"<knob>": value}}`.
+minus the template and `knobs.toml`) and gets a `config.pbtxt` filled by the strict filler, unless its `[ensemble]`
+rule applies: then it is an ensemble of one step (`voicereel.modelrepo.ensemble`) with an empty version folder.
+The shared knob `checkpoint_dir` comes from the `checkpoint_dir` argument; every other value is its declared
+default unless `overrides` sets it: `{"<model>": {"<knob>": value}, "shared": {"<knob>": value}}`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from voicereel.modelrepo.ensemble import ensemble_config
 from voicereel.modelrepo.filler import fill
 from voicereel.modelrepo.knobs import Knob, KnobError, ModelDeclaration, load_declaration, load_shared
 from voicereel.modelrepo.placement import BLOCK, placement_block
@@ -86,7 +88,18 @@ def render_configs(
 
     shared_given = {"checkpoint_dir": checkpoint_dir, **overrides.get(SHARED_SCOPE, {})}
     shared_values = resolve_values(shared_knobs, shared_given, "shared knobs")
-    return {name: _render(declarations[name], shared_knobs, shared_values, overrides, source) for name in selected}
+    configs = {name: _render(declarations[name], shared_knobs, shared_values, overrides, source) for name in selected}
+    for name in selected:
+        rule = declarations[name].ensemble
+        if rule is not None and rule.applies(shared_values):
+            if rule.step not in configs:
+                raise KnobError(f"model {name} is an ensemble of {rule.step} here: build {rule.step} too")
+            configs[name] = ensemble_config(name, rule, configs[rule.step])
+    return configs
+
+
+def is_ensemble(config: str) -> bool:
+    return 'platform: "ensemble"' in config
 
 
 def _render(
@@ -127,6 +140,9 @@ def build_repository(
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MARKER).write_text(f"built from {source} with checkpoint {checkpoint_dir}\n")
     for name, config in configs.items():
-        shutil.copytree(source / name, dest / name, ignore=_NOT_COPIED)
+        if is_ensemble(config):  # no code of its own; Triton wants the version folder
+            (dest / name / "1").mkdir(parents=True)
+        else:
+            shutil.copytree(source / name, dest / name, ignore=_NOT_COPIED)
         (dest / name / "config.pbtxt").write_text(config)
     return dest

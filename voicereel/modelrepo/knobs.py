@@ -24,7 +24,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from voicereel.modelrepo.ensemble import EnsembleRule
 
 KNOB_TYPES = ("int", "float", "bool", "str", "path", "choice", "instance_kind", "gpu_ids")
 _KNOB_FIELDS = {"type", "default", "description", "min", "max", "choices"}
@@ -158,6 +161,7 @@ class ModelDeclaration:
     name: str
     knobs: Mapping[str, Knob]
     shared: tuple[str, ...]
+    ensemble: EnsembleRule | None = None  # [ensemble]: built as an ensemble of one step when its rule applies
 
 
 def load_shared(path: Path) -> dict[str, Knob]:
@@ -171,7 +175,7 @@ def load_shared(path: Path) -> dict[str, Knob]:
 def load_declaration(model_dir: Path, shared: Mapping[str, Knob]) -> ModelDeclaration:
     path = model_dir / "knobs.toml"
     data = tomllib.loads(path.read_text())
-    unknown = set(data) - {"knobs", "shared"}
+    unknown = set(data) - {"knobs", "shared", "ensemble"}
     if unknown:
         raise KnobError(f"{path}: unknown top-level keys {sorted(unknown)}")
     knobs = parse_knobs(data.get("knobs", {}), str(path))
@@ -182,4 +186,7 @@ def load_declaration(model_dir: Path, shared: Mapping[str, Knob]) -> ModelDeclar
     clash = sorted(set(uses) & set(knobs))
     if clash:
         raise KnobError(f"{path}: knobs {clash} are both shared and the model's own")
-    return ModelDeclaration(name=model_dir.name, knobs=knobs, shared=uses)
+    from voicereel.modelrepo.ensemble import parse_rule  # ensemble.py imports this module
+
+    ensemble = parse_rule(data["ensemble"], list(shared), str(path)) if "ensemble" in data else None
+    return ModelDeclaration(name=model_dir.name, knobs=knobs, shared=uses, ensemble=ensemble)

@@ -55,9 +55,6 @@ class SenderStream:
     def send_pcm(self, pcm: Any) -> None:
         self._send("pcm", pcm)
 
-    def send_empty(self) -> None:
-        self.sender.send(pb_utils.InferenceResponse(output_tensors=[]))
-
     def close(self, failure: Failure | None) -> None:
         if self._closed.is_set():
             return

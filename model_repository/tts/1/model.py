@@ -1,5 +1,5 @@
 """tts (BLS, decoupled): text2semantic's code stream -> codec_decoder windows -> streamed PCM. Thin glue.
-With shared knob pcm_decoding = text2semantic, text2semantic streams the PCM itself and tts relays it.
+(With shared knob pcm_decoding = text2semantic, tts is built as an ensemble instead and this file is not used.)
 
 execute() copies each request's input tensors and hands them to a thread of its own, which starts the code stream
 (that call returns only with the first code chunk), decodes windows as codes arrive (voicereel.engine.tts_stream)
@@ -40,8 +40,6 @@ class TritonPythonModel:
             context_frames=int(params["context_frames"]),
             first_chunk_frames=int(params["first_chunk_frames"]),
         )
-        # shared knob pcm_decoding: text2semantic renders the audio itself, tts relays it (no codec_decoder calls)
-        self.output = "pcm" if params["pcm_decoding"] == "text2semantic" else "codes"
         self.times = StageTimes("tts", logging.getLogger("tts"))
 
     def execute(self, requests: list[Any]) -> None:
@@ -68,7 +66,7 @@ class TritonPythonModel:
         times = self.times
         started = time.perf_counter()
         try:
-            responses = bls.start_code_stream(pb_utils, TEXT2SEMANTIC, inputs, stream_id, self.output)
+            responses = bls.start_code_stream(pb_utils, TEXT2SEMANTIC, inputs, stream_id)
         except Exception as exc:
             sender.send(error_response(pb_utils, Failure("INTERNAL", f"text2semantic call failed: {exc}")), flags=FINAL)
             return
@@ -96,11 +94,11 @@ class TritonPythonModel:
                 sender.send(error_response(pb_utils, failure), flags=FINAL)
 
         calls = TtsCalls(
-            codes=bls.code_chunks(pb_utils, responses, self.output),
+            codes=bls.code_chunks(pb_utils, responses),
             decode=decode,
             send=send,
             close=close,
             is_cancelled=lambda: bool(sender.is_cancelled()),
             cancel_codes=lambda: bls.cancel_code_stream(pb_utils, TEXT2SEMANTIC, stream_id),
         )
-        run_tts(calls, self.plan if self.output == "codes" else None)
+        run_tts(calls, self.plan)
