@@ -108,19 +108,21 @@ def decode_variants(
     window = DecodeWindow(random_codes(plan.window_frames, 2).to(torch.int32), plan.context_frames, plan.window_frames)
     expected = reference.decode_windows([window])[0]
     del reference
-    # (name, dtype, cudnn.benchmark, compiled, weight norms folded: same maths, one weight per conv instead of g, v)
-    variants: list[tuple[str, torch.dtype, bool, bool, bool]] = [
-        ("fp32", torch.float32, False, False, False),
-        ("fp32+cudnn_benchmark", torch.float32, True, False, False),
-        ("bf16", torch.bfloat16, False, False, False),
-        ("bf16+cudnn_benchmark", torch.bfloat16, True, False, False),
-        ("bf16+folded_weight_norm", torch.bfloat16, False, False, True),
+    # (name, dtype, cudnn.benchmark, compiled, weight norms folded (same maths, one weight per conv instead of g, v),
+    # dilated convs phased (codec.phase_dilated_convs: same sums, undilated cuDNN kernels; both as served))
+    variants: list[tuple[str, torch.dtype, bool, bool, bool, bool]] = [
+        ("fp32", torch.float32, False, False, False, False),
+        ("bf16", torch.bfloat16, False, False, False, False),
+        ("bf16+cudnn_benchmark", torch.bfloat16, True, False, False, False),
+        ("bf16+folded_weight_norm", torch.bfloat16, False, False, True, False),
+        ("bf16+folded+phased_dilations", torch.bfloat16, False, False, True, True),
+        ("fp32+folded+phased_dilations", torch.float32, False, False, True, True),
     ]
     if compile_:
-        variants.append(("fp32+compiled_decoder", torch.float32, False, True, False))
-    for name, dtype, benchmark, compiled, folded in variants:
+        variants.append(("fp32+compiled_decoder", torch.float32, False, True, False, False))
+    for name, dtype, benchmark, compiled, folded, phased in variants:
         torch.backends.cudnn.benchmark = benchmark
-        codec = Codec.from_checkpoint(checkpoint, device, dtype, fold_weight_norm=folded)
+        codec = Codec.from_checkpoint(checkpoint, device, dtype, fold_weight_norm=folded, phase_dilations=phased)
         if compiled:
             codec.compile_decoder(max(batches), plan)
         try:
@@ -147,11 +149,11 @@ def decode_profile(checkpoint: Path, device: torch.device, batch: int, calls: in
 
     plan = ChunkPlan()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    codec = Codec.from_checkpoint(checkpoint, device, dtype)
+    codec = Codec.for_serving(checkpoint, device, dtype)
     window = DecodeWindow(random_codes(plan.window_frames, 3).to(torch.int32), plan.context_frames, plan.window_frames)
     codec.decode_windows([window] * batch)  # warm-up
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         for _ in range(calls):
             codec.decode_windows([window] * batch)
         if device.type == "cuda":
@@ -165,6 +167,13 @@ def decode_profile(checkpoint: Path, device: torch.device, batch: int, calls: in
     for event in events[:30]:
         spent = (event.device_time_total if by_device else event.self_cpu_time_total) / calls / 1000
         lines.append(f"{spent:9.3f} ms/call  {event.count / calls:7.1f}/call  {event.key[:100]}")
+    # which convolutions: the same op grouped by its input shapes (input, weight, ...)
+    convs = [e for e in prof.key_averages(group_by_input_shape=True) if e.key == "aten::convolution"]
+    convs.sort(key=lambda e: e.device_time_total if by_device else e.cpu_time_total, reverse=True)
+    lines.append("convolutions by input shapes:")
+    for event in convs[:15]:
+        spent = (event.device_time_total if by_device else event.cpu_time_total) / calls / 1000
+        lines.append(f"{spent:9.3f} ms/call  {event.count / calls:5.1f}/call  {str(event.input_shapes)[:90]}")
     return lines
 
 

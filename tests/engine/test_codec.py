@@ -273,3 +273,28 @@ def test_bucket_padding_does_not_change_the_windows(codec: Codec) -> None:
         codec.batch_buckets = ()
     for a, b in zip(plain, padded, strict=True):
         assert a.shape == b.shape and float((a - b).abs().max()) < 1e-5
+
+
+def test_the_served_codec_decodes_the_same(codec: Codec, tiny_checkpoint: Path) -> None:
+    """Weight norms folded and dilated convs phased (Codec.for_serving): the same PCM, within float rounding."""
+    served = Codec.for_serving(tiny_checkpoint, "cpu", torch.float32)
+    modules = list(served.dac.modules())
+    assert not any(hasattr(m, "parametrizations") or hasattr(m, "weight_g") for m in modules)  # all folded
+    dilated = [m for m in served.dac.decoder.modules() if type(m) is torch.nn.Conv1d and m.dilation[0] > 1]
+    wrapped = [m.conv for m in modules if type(m).__name__ == "_PhasedDilatedConv"]
+    assert len(dilated) > 0 and all(any(conv is w for w in wrapped) for conv in dilated)  # every one phased
+    codes = torch.stack([torch.randint(0, 4096, (24,)), *torch.randint(0, 1024, (9, 24))])
+    torch.testing.assert_close(served.decode(codes), codec.decode(codes), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("length", [64, 61, 55])
+@pytest.mark.parametrize("dilation", [3, 9])
+def test_a_phased_dilated_conv_equals_the_dilated_conv(length: int, dilation: int) -> None:
+    from voicereel.engine.codec import phase_dilated_convs
+
+    torch.manual_seed(length * dilation)
+    holder = torch.nn.Sequential(torch.nn.Conv1d(6, 5, 7, dilation=dilation))
+    x = torch.randn(3, 6, length)
+    expected = holder(x)
+    assert phase_dilated_convs(holder) == 1 and type(holder[0]) is not torch.nn.Conv1d
+    torch.testing.assert_close(holder(x), expected, atol=1e-5, rtol=0)

@@ -182,6 +182,47 @@ def fold_weight_norms(model: torch.nn.Module) -> int:
     return folded
 
 
+class _PhasedDilatedConv(torch.nn.Module):
+    """A dilated Conv1d (stride 1, no padding of its own) computed as an undilated one over the input's ``dilation``
+    interleaved phases, batched: output ``t = j * d + r`` is the undilated conv of phase ``r`` (samples ``r, r + d,
+    ...``) at ``j``. The same sums of the same products (``phase_dilated_convs``)."""
+
+    def __init__(self, conv: torch.nn.Conv1d) -> None:
+        super().__init__()
+        self.conv = conv
+        self.dilation = int(conv.dilation[0])
+        self.reach = self.dilation * (int(conv.kernel_size[0]) - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, length = x.shape
+        d = self.dilation
+        padded = -(-length // d) * d
+        if padded != length:
+            x = torch.nn.functional.pad(x, (0, padded - length))
+        phases = x.view(batch, channels, padded // d, d).permute(0, 3, 1, 2).reshape(batch * d, channels, padded // d)
+        conv = self.conv
+        y = torch.nn.functional.conv1d(phases, conv.weight, conv.bias, groups=conv.groups)
+        out = y.view(batch, d, y.shape[1], y.shape[2]).permute(0, 2, 3, 1).reshape(batch, y.shape[1], -1)
+        return out[:, :, : length - self.reach]
+
+
+def phase_dilated_convs(model: torch.nn.Module) -> int:
+    """Compute every dilated Conv1d of ``model`` as an undilated one over interleaved phases (``_PhasedDilatedConv``).
+    cuDNN has no fast bf16 kernel for some dilated shapes: on the H200 the waveform decoder's 384-channel conv with
+    dilation 9 took 41.5 ms of a 199 ms decode of 32 windows, the same conv undilated about 4 ms. Call after
+    ``fold_weight_norms`` (a weight-normed conv is left alone). Returns how many were replaced."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Conv1d or child.dilation[0] == 1:
+                continue
+            if child.stride[0] != 1 or child.padding not in ((0,), 0) or child.padding_mode != "zeros":
+                continue
+            setattr(parent, name, _PhasedDilatedConv(child))
+            replaced += 1
+    return replaced
+
+
 class WindowedDecoding:
     """Whole, windowed and chunked decoding, built on the subclass's batched `decode_span([B, 10, T], skip)`.
 
@@ -287,11 +328,22 @@ class Codec(WindowedDecoding):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         fold_weight_norm: bool = False,
+        phase_dilations: bool = False,
     ) -> Codec:
+        """``fold_weight_norm`` and ``phase_dilations``: the same network computed faster (``fold_weight_norms``,
+        ``phase_dilated_convs``); serving turns both on (``for_serving``)."""
         dac = load_codec(ckpt_dir, device, dtype)
         if fold_weight_norm:
             fold_weight_norms(dac)
+        if phase_dilations:
+            phase_dilated_convs(dac.decoder)
         return cls(dac, device)
+
+    @classmethod
+    def for_serving(cls, ckpt_dir: Path | str, device: torch.device | str, dtype: torch.dtype) -> Codec:
+        """The codec as codec_decoder, codec_encoder and text2semantic's renderer serve it: weight norms folded,
+        dilated convs phased (H200, bf16, 32 windows a call: 196 -> 164 ms; perf/results, eighth session)."""
+        return cls.from_checkpoint(ckpt_dir, device, dtype, fold_weight_norm=True, phase_dilations=True)
 
     @property
     def max_encode_samples(self) -> int:

@@ -172,4 +172,4 @@ def codec_for_instance(
         torch.set_num_threads(1)
     if params["runtime"] == "onnxruntime":
         return onnx_codec_for_model(args, params, side, device)
-    return Codec.from_checkpoint(params["checkpoint_dir"], device, dtype_from_name(params["dtype"], device))
+    return Codec.for_serving(params["checkpoint_dir"], device, dtype_from_name(params["dtype"], device))

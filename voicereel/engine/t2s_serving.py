@@ -139,7 +139,7 @@ def load_renderer(config: ServingConfig, device: torch.device) -> CodecWorker | 
     if not config.render_pcm:
         return None
     started = time.perf_counter()
-    codec = Codec.from_checkpoint(config.checkpoint_dir, device, dtype_from_name("auto", device))
+    codec = Codec.for_serving(config.checkpoint_dir, device, dtype_from_name("auto", device))
     worker = CodecWorker(codec, config.codec_max_batch, codec_stream(device))
     with torch.cuda.stream(worker.cuda_stream) if worker.cuda_stream is not None else contextlib.nullcontext():
         codec.warm_up(config.codec_plan)
