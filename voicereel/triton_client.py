@@ -6,7 +6,9 @@ the job fails with INVALID_INPUT); everything else — UNAVAILABLE, deadline exc
 unloaded model — is transient and retried with capped exponential backoff and full jitter (tenacity) until
 `triton_retry_deadline_s`, after which the job fails with ENGINE_UNAVAILABLE. Every call has a deadline
 (`triton_timeout_s`); a streamed line that broke off is requested again from the start (its seed makes it the
-same line), never stitched from pieces.
+same line), never stitched from pieces. A line abandoned before its final response (an error, the job cancelled)
+also sends text2semantic a cancel request naming it: with shared knob pcm_decoding = text2semantic, tts is an
+ensemble, and Triton 2.51 does not pass a client's cancellation through it (model_repository/README.md).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,6 +28,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
+from voicereel.engine.control import CANCEL_PARAMETER, TEXT2SEMANTIC
 from voicereel.errors import ErrorCode, VoiceReelError
 from voicereel.settings import Settings
 
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CODEC_ENCODER = "codec_encoder"
 TTS = "tts"
+CANCEL_TIMEOUT_S = 10.0  # a cancel request that gets no answer by then is given up (logged)
 NUM_CODEBOOKS = 10
 _INVALID_INPUT = re.compile(r"INVALID_INPUT:\s*(.*)", re.DOTALL)
 T = TypeVar("T")
@@ -213,17 +218,20 @@ class TtsClient:
 
     async def _stream_once(self, line: LineRequest, attempt: int) -> np.ndarray:
         finished = asyncio.Event()
+        # unique and unguessable (text2semantic's cancel request wants >= 32 characters), readable in logs
+        request_id = f"{line.request_id}#{attempt}#{uuid.uuid4().hex}"
 
         async def requests() -> AsyncIterator[dict[str, Any]]:
             yield {
                 "model_name": TTS,
                 "inputs": line.inputs(),
-                "request_id": f"{line.request_id}#{attempt}",
+                "request_id": request_id,
                 "parameters": {"triton_enable_empty_final_response": True},
             }
             await finished.wait()  # keep our half of the stream open until the final response
 
         chunks: list[np.ndarray] = []
+        ended = False
         responses = self.client.stream_infer(requests(), stream_timeout=self.settings.triton_timeout_s)
         try:
             async for result, error in responses:
@@ -233,13 +241,44 @@ class TtsClient:
                 if pcm is not None and pcm.size:
                     chunks.append(np.asarray(pcm, dtype=np.float32).reshape(-1))
                 if result.get_response().parameters["triton_final_response"].bool_param:
+                    ended = True
                     break
             else:
                 raise EngineError("tts stream ended before its final response", permanent=False)
         finally:
             finished.set()
             responses.cancel()  # no-op after a clean end; cancels the request on Triton otherwise
+            if not ended:
+                await self._cancel_generation(request_id)
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+    async def _cancel_generation(self, request_id: str) -> None:
+        """Ask text2semantic to end the request ``request_id`` (best effort, bounded by CANCEL_TIMEOUT_S).
+
+        Needed where tts is an ensemble (the request reaches text2semantic under the same id, and the stream's
+        cancellation does not); where tts is the BLS model it forwards the cancellation itself and this finds no
+        request of that id, a no-op."""
+
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            yield {
+                "model_name": TEXT2SEMANTIC,
+                "inputs": [],
+                "parameters": {CANCEL_PARAMETER: request_id, "triton_enable_empty_final_response": True},
+            }
+
+        async def send() -> None:
+            async for result, error in self.client.stream_infer(requests(), stream_timeout=CANCEL_TIMEOUT_S):
+                if error is not None:
+                    raise error
+                if result.get_response().parameters["triton_final_response"].bool_param:
+                    return
+
+        try:
+            await asyncio.shield(asyncio.wait_for(send(), CANCEL_TIMEOUT_S))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the line is already lost; its slot frees when its frames run out
+            log.warning("cancelling %s on text2semantic failed: %s", request_id, exc)
 
     async def synthesize(self, line: LineRequest) -> np.ndarray:
         """The whole PCM of one request (44.1 kHz float32), retried from the start on transient errors."""

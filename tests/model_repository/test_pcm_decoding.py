@@ -7,6 +7,7 @@ same fixed windows. A server with the default setting refuses a request for text
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,41 @@ def test_a_cancel_naming_the_tts_request_frees_its_text2semantic_slot(colocated_
         call.close()
     assert speech.pump(60) and speech.error is None  # the tts stream ends (cut short), not hangs
     speech.close()
+
+
+def test_the_workers_client_frees_the_slot_of_a_line_it_abandons(colocated_url: str) -> None:
+    """The worker's TtsClient, its line task cancelled (the job was cancelled) while the line generates: the line's
+    text2semantic slot frees at once, because the client also sends text2semantic a cancel request naming it."""
+    import asyncio
+
+    from voicereel.settings import Settings
+    from voicereel.triton_client import LineRequest, TtsClient
+
+    long_requests = [
+        Call(colocated_url, "text2semantic", "codes").start(speech_inputs("long " * 20, seed=i, max_new_frames=900))
+        for i in (2, 3)
+    ]
+    for call in long_requests:
+        call.wait_first_chunk()
+    line = LineRequest(request_id="job-1:0:0", text="spoken " * 20, seed=1, max_new_frames=900)
+    waiting = Call(colocated_url, "text2semantic", "codes")
+
+    async def scenario() -> bool:
+        async with TtsClient(Settings(_env_file=None, triton_grpc_url=colocated_url)) as client:
+            task = asyncio.create_task(client.synthesize(line))
+            await asyncio.sleep(2.0)  # admitted and generating: it holds the third slot
+            waiting.start(speech_inputs("short", seed=4, max_new_frames=8))
+            blocked = not await asyncio.to_thread(waiting.pump, 1.0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return blocked
+
+    assert asyncio.run(scenario()), "the waiting request ran while the line should have held the last slot"
+    assert waiting.pump(60), "the waiting request never got the slot of the abandoned line"
+    waiting.close()
+    assert waiting.error is None and waiting.joined(axis=1).shape == (10, 8)
+    for call in long_requests:
+        assert call.finished_at is None and not call.pump(0.1)  # still running: the slot came from the cancel
+        call.cancel()
+        call.close()

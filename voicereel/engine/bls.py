@@ -16,7 +16,7 @@ from torch.utils.dlpack import from_dlpack, to_dlpack
 
 from voicereel.engine.codec import DecodeWindow
 from voicereel.engine.codec_serving import Failure
-from voicereel.engine.t2s_serving import CANCEL_PARAMETER
+from voicereel.engine.control import CANCEL_PARAMETER
 from voicereel.engine.tts_stream import FailureError
 
 log = logging.getLogger(__name__)

@@ -29,6 +29,7 @@ from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.checkpoints import MARKER_FILE, load_text2semantic
 from voicereel.engine.codec import ChunkPlan, Codec
 from voicereel.engine.codec_serving import Failure, InvalidInput
+from voicereel.engine.control import CANCEL_PARAMETER, MIN_CANCEL_ID_CHARS
 from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams
 from voicereel.engine.pcm_render import CodecWorker, PcmStream, codec_stream
 from voicereel.engine.prompt import PromptError, VoiceTurn, check_codes, normalize_text
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 TENSOR_INPUTS = ("reference_codes", "temperature", "top_p", "repetition_penalty", "seed", "max_new_frames")
 # A request carrying this request parameter (and no inputs) cancels the in-flight request with that Triton
 # request id. tts uses it: Triton 2.51's BLS cannot cancel a decoupled call it started.
-CANCEL_PARAMETER = "cancel_request_id"
-MIN_CANCEL_ID_CHARS = 32  # ids that can be cancelled this way are unguessable (tts uses uuid4 hex)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from torch.utils.dlpack import to_dlpack
 from voicereel.engine import bls
 from voicereel.engine.codec import ChunkPlan
 from voicereel.engine.codec_serving import Failure
+from voicereel.engine.control import TEXT2SEMANTIC
 from voicereel.engine.stage_times import StageTimes
 from voicereel.engine.triton_glue import dump_stacks_on_sigusr1, error_response, model_parameters
 from voicereel.engine.tts_stream import TtsCalls, run_tts
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-TEXT2SEMANTIC = "text2semantic"
 CODEC_DECODER = "codec_decoder"
 
 
