@@ -161,3 +161,26 @@ class Call:
 def run(url: str, model: str, inputs: list[grpcclient.InferInput], **kwargs: Any) -> Call:
     output = "codes" if model == "text2semantic" else "pcm"
     return Call(url, model, output).start(inputs, **kwargs).wait()
+
+
+def hold_slots(url: str, seeds: tuple[int, ...] = (2, 3)) -> list[Call]:
+    """Long text2semantic requests, one per seed, each generating (its first chunk arrived): they hold slots."""
+    calls = [
+        Call(url, "text2semantic", "codes").start(speech_inputs("long " * 20, seed=seed, max_new_frames=900))
+        for seed in seeds
+    ]
+    for call in calls:
+        call.wait_first_chunk()
+    return calls
+
+
+def assert_the_cancel_freed_the_slot(waiting: Call, holders: list[Call], what: str) -> None:
+    """``waiting`` (an 8-frame request that found every slot taken) runs now, while ``holders`` still generate: so
+    its slot came from the cancel of ``what``, not from a request that ended. Then the holders are cancelled."""
+    assert waiting.pump(60), f"the waiting request never got the slot of {what}"
+    waiting.close()
+    assert waiting.error is None and waiting.joined(axis=1).shape == (10, 8)
+    for call in holders:
+        assert call.finished_at is None and not call.pump(0.1)  # still running: the slot came from the cancel
+        call.cancel()
+        call.close()

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from speech_client import CHUNKS_OF_150_FRAMES, Call, SpeechServer, run, speech_inputs
+from speech_client import (
+    CHUNKS_OF_150_FRAMES,
+    Call,
+    SpeechServer,
+    assert_the_cancel_freed_the_slot,
+    hold_slots,
+    run,
+    speech_inputs,
+)
 
 from voicereel.engine.codec import FRAME_SAMPLES, ChunkPlan, Codec
 from voicereel.modelrepo import build_repository
@@ -109,23 +117,12 @@ def test_a_cancel_naming_the_tts_request_frees_its_text2semantic_slot(colocated_
     request_id = "cancel-me-" + "0123456789abcdef" * 2
     speech = Call(colocated_url, "tts", "pcm", request_id=request_id)
     speech.start(speech_inputs("spoken " * 20, seed=1, max_new_frames=900)).wait_first_chunk()
-    long_requests = [
-        Call(colocated_url, "text2semantic", "codes").start(speech_inputs("long " * 20, seed=i, max_new_frames=900))
-        for i in (2, 3)
-    ]
-    for call in long_requests:
-        call.wait_first_chunk()
+    long_requests = hold_slots(colocated_url)
     waiting = Call(colocated_url, "text2semantic", "codes").start(speech_inputs("short", seed=4, max_new_frames=8))
     assert waiting.pump(1.0) is False  # every slot is taken
     cancel = run(colocated_url, "text2semantic", [], parameters={"cancel_request_id": request_id})
     assert cancel.error is None, cancel.message
-    assert waiting.pump(60), "the waiting request never got the slot of the cancelled tts request"
-    waiting.close()
-    assert waiting.error is None and waiting.joined(axis=1).shape == (10, 8)
-    for call in long_requests:
-        assert call.finished_at is None and not call.pump(0.1)  # still running: the slot came from the cancel
-        call.cancel()
-        call.close()
+    assert_the_cancel_freed_the_slot(waiting, long_requests, "the cancelled tts request")
     assert speech.pump(60) and speech.error is None  # the tts stream ends (cut short), not hangs
     speech.close()
 
@@ -138,12 +135,7 @@ def test_the_workers_client_frees_the_slot_of_a_line_it_abandons(colocated_url: 
     from voicereel.settings import Settings
     from voicereel.triton_client import LineRequest, TtsClient
 
-    long_requests = [
-        Call(colocated_url, "text2semantic", "codes").start(speech_inputs("long " * 20, seed=i, max_new_frames=900))
-        for i in (2, 3)
-    ]
-    for call in long_requests:
-        call.wait_first_chunk()
+    long_requests = hold_slots(colocated_url)
     line = LineRequest(request_id="job-1:0:0", text="spoken " * 20, seed=1, max_new_frames=900)
     waiting = Call(colocated_url, "text2semantic", "codes")
 
@@ -159,10 +151,4 @@ def test_the_workers_client_frees_the_slot_of_a_line_it_abandons(colocated_url: 
             return blocked
 
     assert asyncio.run(scenario()), "the waiting request ran while the line should have held the last slot"
-    assert waiting.pump(60), "the waiting request never got the slot of the abandoned line"
-    waiting.close()
-    assert waiting.error is None and waiting.joined(axis=1).shape == (10, 8)
-    for call in long_requests:
-        assert call.finished_at is None and not call.pump(0.1)  # still running: the slot came from the cancel
-        call.cancel()
-        call.close()
+    assert_the_cancel_freed_the_slot(waiting, long_requests, "the abandoned line")

@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from speech_client import CHUNKS_OF_150_FRAMES, Call, SpeechServer, run, speech_inputs
+from speech_client import (
+    CHUNKS_OF_150_FRAMES,
+    Call,
+    SpeechServer,
+    assert_the_cancel_freed_the_slot,
+    hold_slots,
+    run,
+    speech_inputs,
+)
 
 from voicereel.engine.codec import FRAME_SAMPLES, ChunkPlan, Codec
 
@@ -62,20 +70,9 @@ def test_cancelled_tts_stream_frees_its_text2semantic_slot(speech_triton: Speech
     """
     speech = Call(speech_triton.url, MODEL, "pcm").start(speech_inputs("spoken " * 20, seed=1, max_new_frames=900))
     speech.wait_first_chunk()  # 64 frames generated and decoded: its slot is in use
-    long_requests = [
-        Call(speech_triton.url, "text2semantic", "codes").start(speech_inputs("long " * 20, seed=i, max_new_frames=900))
-        for i in (2, 3)
-    ]
-    for call in long_requests:
-        call.wait_first_chunk()
+    long_requests = hold_slots(speech_triton.url)
     waiting = Call(speech_triton.url, "text2semantic", "codes").start(speech_inputs("short", seed=4, max_new_frames=8))
     assert waiting.pump(1.0) is False  # every slot is taken
     speech.cancel()
-    assert waiting.pump(60), "the waiting request never got the slot of the cancelled tts stream"
-    waiting.close()
-    assert waiting.error is None and waiting.joined(axis=1).shape == (10, 8)
-    for call in long_requests:
-        assert call.finished_at is None and not call.pump(0.1)  # still running: the slot came from the cancel
-        call.cancel()
-        call.close()
+    assert_the_cancel_freed_the_slot(waiting, long_requests, "the cancelled tts stream")
     speech.close()
