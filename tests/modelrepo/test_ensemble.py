@@ -100,6 +100,7 @@ def test_an_ensemble_gets_an_empty_version_folder_and_no_code(tmp_path: Path, ti
     ("rule", "overrides", "message"),
     [
         ('[ensemble]\nwhen = { size = 1 }\nstep = "back"\noutputs = ["audio"]\n', None, "not shared knobs"),
+        ('[ensemble]\nwhen = { mode = "drect" }\nstep = "back"\noutputs = ["audio"]\n', None, "drect"),
         ('[ensemble]\nwhen = { mode = "direct" }\noutputs = ["audio"]\n', None, "needs `step`"),
         ('[ensemble]\nwhen = { mode = "direct" }\nstep = "back"\n', None, "needs `outputs`"),
         ('[ensemble]\nwhen = { mode = "direct" }\nstep = "back"\noutputs = ["x"]\nextra = 1\n', None, "unknown keys"),

@@ -11,11 +11,11 @@ tts's stub added a process hop for every response (and, on the H200 at 16 stream
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from voicereel.modelrepo.knobs import KnobError
+from voicereel.modelrepo.knobs import Knob, KnobError
 
 _COMMENT = re.compile(r"^\s*#.*$", re.MULTILINE)
 _NAME = re.compile(r'\bname:\s*"([^"]+)"')
@@ -33,7 +33,7 @@ class EnsembleRule:
         return all(shared_values.get(knob) == value for knob, value in self.when.items())
 
 
-def parse_rule(data: Mapping[str, Any], shared: Sequence[str], where: str) -> EnsembleRule:
+def parse_rule(data: Mapping[str, Any], shared: Mapping[str, Knob], where: str) -> EnsembleRule:
     unknown = sorted(set(data) - {"when", "step", "outputs"})
     if unknown:
         raise KnobError(f"{where}: [ensemble] has unknown keys {unknown}")
@@ -43,6 +43,7 @@ def parse_rule(data: Mapping[str, Any], shared: Sequence[str], where: str) -> En
     undeclared = sorted(set(when) - set(shared))
     if undeclared:
         raise KnobError(f"{where}: [ensemble] `when` names knobs {undeclared} that are not shared knobs")
+    when = {knob: shared[knob].coerce(value, f"{where}: [ensemble] `when`") for knob, value in when.items()}
     if not isinstance(step, str) or not step:
         raise KnobError(f"{where}: [ensemble] needs `step`, the model it forwards")
     if not isinstance(outputs, list) or not outputs or not all(isinstance(o, str) for o in outputs):

@@ -188,5 +188,5 @@ def load_declaration(model_dir: Path, shared: Mapping[str, Knob]) -> ModelDeclar
         raise KnobError(f"{path}: knobs {clash} are both shared and the model's own")
     from voicereel.modelrepo.ensemble import parse_rule  # ensemble.py imports this module
 
-    ensemble = parse_rule(data["ensemble"], list(shared), str(path)) if "ensemble" in data else None
+    ensemble = parse_rule(data["ensemble"], shared, str(path)) if "ensemble" in data else None
     return ModelDeclaration(name=model_dir.name, knobs=knobs, shared=uses, ensemble=ensemble)
