@@ -12,7 +12,8 @@ plat=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
 pin() { grep -i "^$1==" constraints.txt || echo "$1"; }
 for n in pytest pluggy iniconfig pytest-timeout fish-speech loguru loralib hydra-core omegaconf descript-audio-codec descript-audiotools julius flatten-dict \
          ffmpy importlib-resources markdown2 pystoi torch-stoi pyloudnorm librosa audioread soxr lazy-loader pooch \
-         soundfile cffi pycparser docstring-parser fire termcolor decorator platformdirs tritonclient python-rapidjson; do
+         soundfile cffi pycparser docstring-parser fire termcolor decorator platformdirs tritonclient python-rapidjson \
+         pydantic pydantic-core pydantic-settings annotated-types typing-inspection python-dotenv; do
   python3 -m pip download -q --no-deps --only-binary=:all: "${plat[@]}" -d "$out/whl" "$(pin $n)"
 done
 # perf_client is a second copy of perf_analyzer: drop it to stay inside the 64 MiB a device call carries.
