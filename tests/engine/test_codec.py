@@ -294,7 +294,7 @@ def test_a_phased_dilated_conv_equals_the_dilated_conv(length: int, dilation: in
 
     torch.manual_seed(length * dilation)
     holder = torch.nn.Sequential(torch.nn.Conv1d(6, 5, 7, dilation=dilation))
-    x = torch.randn(3, 6, length)
+    x = torch.randn(3, length, 6).transpose(1, 2)  # not contiguous
     expected = holder(x)
     assert phase_dilated_convs(holder) == 1 and type(holder[0]) is not torch.nn.Conv1d
     torch.testing.assert_close(holder(x), expected, atol=1e-5, rtol=0)

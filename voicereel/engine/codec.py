@@ -199,7 +199,8 @@ class _PhasedDilatedConv(torch.nn.Module):
         padded = -(-length // d) * d
         if padded != length:
             x = torch.nn.functional.pad(x, (0, padded - length))
-        phases = x.view(batch, channels, padded // d, d).permute(0, 3, 1, 2).reshape(batch * d, channels, padded // d)
+        steps = padded // d
+        phases = x.reshape(batch, channels, steps, d).permute(0, 3, 1, 2).reshape(batch * d, channels, steps)
         conv = self.conv
         y = torch.nn.functional.conv1d(phases, conv.weight, conv.bias, groups=conv.groups)
         out = y.view(batch, d, y.shape[1], y.shape[2]).permute(0, 2, 3, 1).reshape(batch, y.shape[1], -1)
