@@ -40,8 +40,6 @@ from voicereel.engine.triton_glue import dtype_from_name
 log = logging.getLogger(__name__)
 
 TENSOR_INPUTS = ("reference_codes", "temperature", "top_p", "repetition_penalty", "seed", "max_new_frames")
-# A request carrying this request parameter (and no inputs) cancels the in-flight request with that Triton
-# request id. tts uses it: Triton 2.51's BLS cannot cancel a decoupled call it started.
 
 
 @dataclass(frozen=True)
