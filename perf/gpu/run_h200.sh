@@ -7,7 +7,7 @@ python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --no-cache
 export PYTHONPATH=/tmp/site:$PWD
 # Triton's python stub ignores PYTHONPATH but honours the interpreter's site-packages: point a .pth file there.
 python3 -c 'import site; print(site.getsitepackages()[0])' | xargs -I{} sh -c "printf '/tmp/site\n%s\n' \"$PWD\" > {}/voicereel-device.pth"
-[[ "${1:-}" == "--engine" || "${1:-}" == "--profile" || "${1:-}" == "--codec" || "${1:-}" == "--tests" ]] || { mkdir -p /tmp/tdist && tar -C /tmp/tdist -xzf .dev/tritonserver.tgz; }
+[[ "${1:-}" == "--engine" || "${1:-}" == "--profile" || "${1:-}" == "--codec" || "${1:-}" == "--tests" || "${1:-}" == "--one-row" ]] || { mkdir -p /tmp/tdist && tar -C /tmp/tdist -xzf .dev/tritonserver.tgz; }
 export VOICEREEL_TRITON_DIST=/tmp/tdist
 # tritonclient wants libb64 for perf_analyzer only; the python client needs nothing more.
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -22,6 +22,9 @@ elif [[ "${1:-}" == "--codec" ]]; then  # the codec alone: perf/codec/bench_code
   shift
   [[ -f /tmp/voicereel-bench-ckpt/model.pth ]] || python3 -c 'from voicereel.engine.checkpoints import make_benchmark_checkpoint as m; m("/tmp/voicereel-bench-ckpt", seed=0, device="cuda")'
   python3 perf/codec/bench_codec.py --checkpoint /tmp/voicereel-bench-ckpt --out "${OUT:-/tmp/out}/codec.json" "$@"
+elif [[ "${1:-}" == "--one-row" ]]; then  # single stream with and without the one-row pieces: perf/gpu/bench_one_row.py
+  shift
+  python3 perf/gpu/bench_one_row.py --out "${OUT:-/tmp/out}" "$@"
 elif [[ "${1:-}" == "--tests" ]]; then  # the suite's GPU-only tests (skipped in CI): bash perf/gpu/run_h200.sh --tests
   shift
   python3 -m pytest -q -rs -p no:cacheprovider "${@:-tests/engine/test_graphs.py}"

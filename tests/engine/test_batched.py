@@ -131,6 +131,34 @@ def test_prefill_and_decode_of_a_batch_equal_upstream_per_sequence(model: Any, t
         positions += 1
 
 
+@torch.inference_mode()
+def test_decode_of_one_row_with_products_attention_equals_upstream(model: Any) -> None:
+    """The one-row pieces' attention (products over the cache prefix, ``decode_post_one_row``) run eagerly: a single
+    sequence's decode equals upstream's, at a bucketed prefix and at the whole cache."""
+    from voicereel.engine.batched import DecodeKernels, decode_post_one_row, decode_pre, fast_position
+    from voicereel.engine.sampling import sample_tensors
+
+    engine = BatchedDualAR(model)
+    engine.one_row_kernels = DecodeKernels(decode_pre, decode_post_one_row, fast_position, sample_tensors)
+    generator = torch.Generator().manual_seed(5)
+    prompt = build_prompt(
+        model.tokenizer, model.config.num_codebooks, "one row", [VoiceTurn("ref", _codes(generator, 9, 10))]
+    )
+    teacher = _frames(engine, _codes(generator, 4, model.config.num_codebooks))
+    expected = _upstream_run(model, engine, prompt, teacher)
+    cache = engine.new_slow_cache(slots=2, capacity=CAPACITY)
+    cache.k.normal_()
+    cache.v.normal_()
+    engine.prefill(cache, 0, prompt)
+    position = torch.tensor([prompt.shape[1]])
+    for index, frame in enumerate(teacher):
+        hidden = engine.decode_slow(cache, frame[None], position, torch.arange(1), CAPACITY if index % 2 else 64)
+        logits, fast_hidden = expected[index + 1]
+        _close(engine.slow_logits(hidden)[0], logits)
+        _close(engine.fast_input(hidden)[0], fast_hidden)
+        position += 1
+
+
 def _upstream_fast(model: Any, hidden: torch.Tensor, codes: torch.Tensor, residual: int) -> list[torch.Tensor]:
     """Upstream's fast path for one row: position 0 fed the hidden state, then each code; residual logits."""
     model.setup_caches(max_batch_size=1, max_seq_len=CAPACITY, dtype=torch.float32)

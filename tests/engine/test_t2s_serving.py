@@ -123,15 +123,74 @@ def test_after_warm_up_no_batch_size_or_cache_length_compiles_again(tiny_lm: Any
     assert counters["stats"]["unique_graphs"] == traced
 
 
+def test_one_row_pieces_serve_single_rows_without_compiling_again_and_match_eager(tiny_lm: Any) -> None:
+    """With ``one_row``, steps of one row run pieces of their own (dims of size 1 static, attention as products),
+    traced once at warm-up and reused at every kv bucket and layer; a single stream's codes equal eager ones and the
+    batch's steps still run the any-batch pieces."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+    from torch._dynamo.utils import counters
+
+    from voicereel.engine.batched import (
+        decode_post_one_row,
+        decode_pre_one_row,
+        fast_position_one_row,
+        sample_tensors_one_row,
+    )
+
+    torch.set_num_threads(1)
+    torch._dynamo.reset()
+    model = BatchedDualAR(tiny_lm, compile_backend="eager", one_row=True)
+    assert model.one_row_kernels is not None
+    assert model.kernels_for(1) is model.one_row_kernels and model.kernels_for(2) is model.kernels
+    config = EngineConfig(max_slots=4, slot_capacity=256, stream_frames=4, budget=FrameBudget(1.0, 6, 120), kv_block=64)
+    engine = Engine(model, config)
+    assert warm_up(engine)
+    one_row = (decode_pre_one_row, decode_post_one_row, fast_position_one_row, sample_tensors_one_row)
+    assert [len(_debug_get_cache_entry_list(piece.__code__)) for piece in one_row] == [1, 1, 1, 1]
+    traced = counters["stats"]["unique_graphs"]
+    got: list[torch.Tensor] = []
+    engine.submit(
+        GenerationRequest(
+            "alone",
+            ["one row through two cache buckets"],
+            sampling=SamplingParams(0.8, 0.8, 1.1, seed=3),
+            max_new_frames=100,  # positions past 64: kv buckets 64 and 128
+            on_codes=got.append,
+        )
+    )
+    while engine.step():
+        pass
+    assert counters["stats"]["unique_graphs"] == traced
+    expected: list[torch.Tensor] = []
+    eager = Engine(BatchedDualAR(tiny_lm), config)
+    eager.submit(
+        GenerationRequest(
+            "alone",
+            ["one row through two cache buckets"],
+            sampling=SamplingParams(0.8, 0.8, 1.1, seed=3),
+            max_new_frames=100,
+            on_codes=expected.append,
+        )
+    )
+    while eager.step():
+        pass
+    assert torch.equal(torch.cat(got, dim=1), torch.cat(expected, dim=1))
+
+
+def test_one_row_pieces_need_a_compile_backend(tiny_lm: Any) -> None:
+    assert BatchedDualAR(tiny_lm, one_row=True).one_row_kernels is None
+
+
 def test_warm_up_falls_back_to_eager_pieces_when_compiling_fails(tiny_lm: Any) -> None:
     def broken(*args: Any) -> Any:
         raise RuntimeError("no compiler")
 
     model = BatchedDualAR(tiny_lm)
     model.kernels = DecodeKernels(broken, broken, broken, broken)
+    model.one_row_kernels = DecodeKernels(broken, broken, broken, broken)
     engine = Engine(model, EngineConfig(max_slots=2, slot_capacity=256, kv_block=64))
     assert not warm_up(engine)
-    assert model.kernels == DecodeKernels.eager()
+    assert model.kernels == DecodeKernels.eager() and model.one_row_kernels is None
 
 
 def test_stage_times_sum_per_stage() -> None:

@@ -15,7 +15,7 @@ over a fixed (batch, kv length) can be captured in a CUDA graph.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,20 +126,39 @@ def decode_post(
 def _attend_few(
     attention: Attention, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, visible: torch.Tensor
 ) -> torch.Tensor:
-    """Attention of one query per row ``q`` ``[B, H, 1, D]`` over a handful of keys ``[B, KV, C, D]`` (``visible``
-    ``[C]`` bool), then the output projection; returns ``[B, 1, dim]``.
+    """Attention of one query per row ``q`` ``[B, H, 1, D]`` over keys ``[B, KV, T, D]`` (``visible`` bool, broadcast
+    against ``[B, KV, G, T]``: ``[T]`` or the slow mask ``[B, 1, 1, T]``), then the output projection; returns
+    ``[B, 1, dim]``.
 
-    Products and sums over the few keys (float32, like SDPA's accumulation) instead of an SDPA call: compiled, they
-    fuse into a couple of small kernels, where a fused-attention library call costs ~13 us for ten keys on an H200.
-    Head grouping as ``_attend_one`` (head ``h`` reads KV head ``h // (H / KV)``).
+    Products and sums over the keys (float32, like SDPA's accumulation) instead of an SDPA call: compiled, they fuse
+    into a couple of small kernels, where a fused-attention library call costs ~13 us for ten keys on an H200 (and
+    ~23 us for one row over the slow cache). Head grouping as ``_attend_one`` (head ``h`` reads KV head
+    ``h // (H / KV)``).
     """
     b, heads, _, dim = q.shape
     kv_heads = keys.shape[1]
     grouped = q.reshape(b, kv_heads, heads // kv_heads, 1, dim).float()
-    scores = (grouped * keys[:, :, None].float()).sum(-1) * (1.0 / math.sqrt(dim))  # [B, KV, G, C]
+    scores = (grouped * keys[:, :, None].float()).sum(-1) * (1.0 / math.sqrt(dim))  # [B, KV, G, T]
     weights = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
     y = (weights[..., None] * values[:, :, None].float()).sum(-2)  # [B, KV, G, D]
     return attention.wo(y.to(q.dtype).reshape(b, 1, heads * dim))
+
+
+def decode_post_one_row(
+    block: TransformerBlock,
+    x: torch.Tensor,
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """``decode_post`` for a batch of one row, attention as products over the cache prefix (see ``_attend_few``).
+
+    At one row the fused-attention call is a fixed cost per layer (28 a step), and the products compile into
+    kernels inductor can size for the one row."""
+    if mask is None:
+        raise ValueError("decode_post_one_row needs the position mask")
+    return _block_tail(block, x, _attend_few(block.attention, q, keys, values, mask))
 
 
 def fast_position(
@@ -200,23 +219,84 @@ class DecodeKernels:
 
         Modules are inlined (their parameters become graph inputs), so one graph serves every layer.
         """
-        import torch._dynamo
-        import torch.fx.experimental._config as fx_config
-
-        # Size 1 (batch 1, one cached codebook) would otherwise get graphs of its own: fewer graphs to compile.
-        if hasattr(fx_config, "backed_size_oblivious"):
-            fx_config.backed_size_oblivious = True
-        # Without this, sizes that happen to be equal when a piece is first traced (batch 2 and the RoPE pair,
-        # batch 8 and the KV heads) are assumed equal forever, and every other batch bucket recompiles.
-        fx_config.use_duck_shape = False
-        limit = max(int(torch._dynamo.config.cache_size_limit), 64)
-        torch._dynamo.config.cache_size_limit = limit
-        torch._dynamo.config.accumulated_cache_size_limit = max(
-            int(torch._dynamo.config.accumulated_cache_size_limit), 8 * limit
-        )
+        _configure_dynamo()
         pieces = (decode_pre, decode_post, fast_position, sample_tensors)
         # fullgraph: a graph break (say, a tensor read on the host) fails at compile time, not inside a CUDA graph.
         return cls(*(torch.compile(fn, backend=backend, dynamic=True, fullgraph=True) for fn in pieces))
+
+    @classmethod
+    def one_row(cls, backend: str) -> DecodeKernels:
+        """Pieces for decode steps of exactly one row (a single stream), compiled apart from the any-batch ones.
+
+        Their shapes are static but for the attended cache length (and the sampled vocabulary, two sizes), so
+        inductor sees matrix-vector products: with ``coordinate_descent_tuning`` it lowers each into a reduction
+        kernel fused with the pointwise work around it (norms, RoPE, residuals, SiLU) instead of a cuBLAS call plus
+        separate kernels, and tunes those kernels for the one row. The slow transformer's attention becomes
+        products (``decode_post_one_row``). One graph per piece serves every kv bucket and layer.
+        """
+        _configure_dynamo()
+        options: dict[str, str | int | bool | Callable[..., Any]] | None = None
+        if backend == "inductor":
+            options = {"coordinate_descent_tuning": True}
+
+        def compiled(fn: Any, dynamic: dict[int, tuple[int, ...]]) -> OneRow:
+            # dynamic=None: static shapes but for the dimensions OneRow marks dynamic
+            return OneRow(torch.compile(fn, backend=backend, dynamic=None, fullgraph=True, options=options), dynamic)
+
+        return cls(
+            compiled(decode_pre_one_row, {}),
+            compiled(decode_post_one_row, {3: (2,), 4: (2,), 5: (3,)}),  # keys, values, mask: cache length
+            compiled(fast_position_one_row, {}),
+            compiled(sample_tensors_one_row, {0: (1,), 9: (0,)}),  # logits, vocab hash: vocabulary
+        )
+
+
+def _configure_dynamo() -> None:
+    import torch._dynamo
+    import torch.fx.experimental._config as fx_config
+
+    # Size 1 (batch 1, one cached codebook) would otherwise get graphs of its own: fewer graphs to compile.
+    if hasattr(fx_config, "backed_size_oblivious"):
+        fx_config.backed_size_oblivious = True
+    # Without this, sizes that happen to be equal when a piece is first traced (batch 2 and the RoPE pair,
+    # batch 8 and the KV heads) are assumed equal forever, and every other batch bucket recompiles.
+    fx_config.use_duck_shape = False
+    limit = max(int(torch._dynamo.config.cache_size_limit), 64)
+    torch._dynamo.config.cache_size_limit = limit
+    torch._dynamo.config.accumulated_cache_size_limit = max(
+        int(torch._dynamo.config.accumulated_cache_size_limit), 8 * limit
+    )
+
+
+# The one-row pieces are functions of their own (dynamo keeps compiled graphs per code object, so the one-row graphs
+# never sit among the any-batch ones); each is the shared piece, inlined when traced.
+def decode_pre_one_row(block: TransformerBlock, x: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return decode_pre(block, x, freqs)
+
+
+def fast_position_one_row(*args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return fast_position(*args)
+
+
+def sample_tensors_one_row(*args: Any) -> torch.Tensor:
+    return sample_tensors(*args)
+
+
+class OneRow:
+    """Calls a compiled piece with the dimensions ``dynamic`` names (argument index -> dims) marked dynamic, so
+    dynamo traces them as sizes while every other dimension stays static. Marking is cheap and idempotent: it
+    matters only when dynamo traces."""
+
+    def __init__(self, fn: Any, dynamic: dict[int, tuple[int, ...]]) -> None:
+        self.fn = fn
+        self.dynamic = dynamic
+
+    def __call__(self, *args: Any) -> Any:
+        import torch._dynamo
+
+        for index, dims in self.dynamic.items():
+            torch._dynamo.mark_dynamic(args[index], dims)
+        return self.fn(*args)
 
 
 class BatchedDualAR:
@@ -233,10 +313,13 @@ class BatchedDualAR:
         residual_size: int = 1024,
         allow_end: bool = True,
         compile_backend: str | None = None,
+        one_row: bool = False,
     ) -> None:
         config = model.config
         # torch.compile the decode pieces (``"inductor"`` on a GPU): fewer, fused kernels per step.
         self.kernels = DecodeKernels.compiled(compile_backend) if compile_backend else DecodeKernels.eager()
+        # With ``one_row`` (and a compile backend): steps of one row use pieces compiled for exactly one row.
+        self.one_row_kernels = DecodeKernels.one_row(compile_backend) if compile_backend and one_row else None
         self.model = model
         self.config: Any = config
         self.tokens = TokenSpace.from_tokenizer(model.tokenizer)
@@ -261,6 +344,17 @@ class BatchedDualAR:
         self.codebook_offsets = (
             torch.arange(self.num_codebooks, device=self.device, dtype=torch.long) * self.codebook_size
         )
+
+    def kernels_for(self, batch: int) -> DecodeKernels:
+        """The pieces a step of ``batch`` rows runs: the one-row ones for a single row when there are any."""
+        if batch == 1 and self.one_row_kernels is not None:
+            return self.one_row_kernels
+        return self.kernels
+
+    def use_eager(self) -> None:
+        """Run every step with the eager pieces (after compiling failed)."""
+        self.kernels = DecodeKernels.eager()
+        self.one_row_kernels = None
 
     # --- caches ----------------------------------------------------------------------------------------
 
@@ -340,7 +434,8 @@ class BatchedDualAR:
         freqs = self.model.freqs_cis[positions][:, None]
         visible = torch.arange(kv_len, device=positions.device)[None, :] <= positions[:, None]
         mask = visible[:, None, None, :]
-        pre, post = self.kernels.pre, self.kernels.post
+        kernels = self.kernels_for(batch)
+        pre, post = kernels.pre, kernels.post
         for index, block in enumerate(self.model.layers):
             q, k, v = pre(block, x, freqs)
             keys, values = cache.k[index, :batch], cache.v[index, :batch]
@@ -371,7 +466,7 @@ class BatchedDualAR:
         All rows are at the same codebook position, so the mask is a plain prefix. Position 0 reads nothing of the
         cache it is given (``sample_frame`` passes ``new_fast_cache`` of the batch's rows: zeros).
         """
-        logits, k, v = self.kernels.fast(
+        logits, k, v = self.kernels_for(x.shape[0]).fast(
             self.model.fast_layers,
             cache.k,
             cache.v,

@@ -98,7 +98,7 @@ def sample_frame(
     num_semantic = engine.tokens.num_semantic
     valid = torch.arange(PENALTY_WINDOW, device=history.device)[None, :] < frame_index[:, None]
     rows = (sampling.temperature, sampling.top_p, sampling.repetition_penalty, sampling.seed)
-    draw = engine.kernels.sample
+    draw = engine.kernels_for(hidden.shape[0]).sample
 
     def sample(logits: torch.Tensor, index: int, vocab_hash: torch.Tensor) -> torch.Tensor:
         return draw(logits, *rows, history[:, index], valid, frame_index, tables.streams[index], vocab_hash)

@@ -53,6 +53,7 @@ class ServingConfig:
     chunk_chars: int
     defaults: SamplingParams
     compile_backend: str | None = None  # torch.compile backend of the decode pieces (knob compile_step, GPU)
+    one_row_step: bool = False  # with a compile backend: pieces compiled for single-row steps (knob one_row_step)
     # shared knob pcm_decoding = text2semantic: a codec in this process renders requests that ask for `pcm`
     render_pcm: bool = False
     codec_plan: ChunkPlan = field(default_factory=ChunkPlan)
@@ -93,6 +94,7 @@ class ServingConfig:
             chunk_chars=int(params["chunk_chars"]),
             defaults=defaults,
             compile_backend="inductor" if params.get("compile_step", "false") == "true" and on_gpu else None,
+            one_row_step=params["one_row_step"] == "true",
             render_pcm=params["pcm_decoding"] == "text2semantic",
             codec_plan=ChunkPlan(
                 chunk_frames=int(params["codec_chunk_frames"]),
@@ -114,7 +116,8 @@ def load_engine(config: ServingConfig, device: torch.device) -> Engine:
     model = load_text2semantic(config.checkpoint_dir, device, dtypes[config.dtype])
     marker = config.checkpoint_dir / MARKER_FILE
     allow_end = not (marker.is_file() and json.loads(marker.read_text()).get("mask_slow_head_to_semantic", False))
-    engine = Engine(BatchedDualAR(model, allow_end=allow_end, compile_backend=config.compile_backend), config.engine)
+    lm = BatchedDualAR(model, allow_end=allow_end, compile_backend=config.compile_backend, one_row=config.one_row_step)
+    engine = Engine(lm, config.engine)
     loaded = time.perf_counter()
     if config.compile_backend is not None:
         warm_up(engine)
@@ -153,7 +156,6 @@ def warm_up(engine: Engine, batches: int = 2, frames: int = 4) -> bool:
     If compiling fails, the engine falls back to eager pieces (logged) so the model still serves.
     Returns whether the compiled pieces are in use.
     """
-    from voicereel.engine.batched import DecodeKernels
 
     def run() -> None:
         done: list[FinishReason] = []
@@ -179,7 +181,7 @@ def warm_up(engine: Engine, batches: int = 2, frames: int = 4) -> bool:
         return True
     except Exception:
         log.exception("compiled decode step failed at warm-up; serving with eager kernels")
-        engine.model.kernels = DecodeKernels.eager()
+        engine.model.use_eager()
         engine.runner.graphs.clear()
         run()
         return False
