@@ -203,3 +203,21 @@ def test_stage_times_sum_per_stage() -> None:
     times.add("frames", 0.0, 7)
     assert times.counts == {"a": 2, "frames": 7} and times.seconds["a"] >= 1.0
     assert times.summary().startswith("t stats over ") and "frames=0.000s/7" in times.summary()
+
+
+def test_one_row_step_knob_reaches_the_serving_config(tmp_path: Any, tiny_checkpoint: Any) -> None:
+    import re
+
+    from voicereel.engine.t2s_serving import ServingConfig
+    from voicereel.modelrepo import build_repository
+
+    entry = re.compile(r'\{ key: "(\w+)", value: \{ string_value: "([^"]*)" \} \}')
+
+    def config(knobs: dict[str, Any] | None, name: str) -> ServingConfig:
+        repository = build_repository(tmp_path / name, tiny_checkpoint, knobs, models=["text2semantic"])
+        parameters = dict(entry.findall((repository / "text2semantic" / "config.pbtxt").read_text()))
+        return ServingConfig.from_parameters(parameters, on_gpu=True)
+
+    on = config(None, "default")
+    assert on.one_row_step and on.compile_backend == "inductor"
+    assert not config({"text2semantic": {"one_row_step": False}}, "off").one_row_step
