@@ -205,6 +205,18 @@ def test_stage_times_sum_per_stage() -> None:
     assert times.summary().startswith("t stats over ") and "frames=0.000s/7" in times.summary()
 
 
+def test_warm_up_drops_only_the_one_row_pieces_when_they_fail(tiny_lm: Any) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("one-row compile failed")
+
+    model = BatchedDualAR(tiny_lm, compile_backend="eager", one_row=True)
+    any_batch = model.kernels
+    model.one_row_kernels = DecodeKernels(broken, broken, broken, broken)
+    engine = Engine(model, EngineConfig(max_slots=2, slot_capacity=256, kv_block=64))
+    assert warm_up(engine)
+    assert model.one_row_kernels is None and model.kernels is any_batch and model.kernels_for(1) is any_batch
+
+
 def test_one_row_step_knob_reaches_the_serving_config(tmp_path: Any, tiny_checkpoint: Any) -> None:
     import re
 

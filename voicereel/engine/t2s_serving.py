@@ -153,8 +153,9 @@ def warm_up(engine: Engine, batches: int = 2, frames: int = 4) -> bool:
     (batch 1: the compiled pieces' size-1 variants), then ``batches`` together (the variants every larger batch
     shares), so no later batch size compiles.
 
-    If compiling fails, the engine falls back to eager pieces (logged) so the model still serves.
-    Returns whether the compiled pieces are in use.
+    If compiling fails, the engine falls back (logged) so the model still serves: first to the any-batch pieces for
+    one-row steps too (when one-row pieces were what failed), then to eager pieces.
+    Returns whether compiled pieces are in use.
     """
 
     def run() -> None:
@@ -176,13 +177,27 @@ def warm_up(engine: Engine, batches: int = 2, frames: int = 4) -> bool:
         if any(reason is FinishReason.error for reason in done):
             raise RuntimeError("warm-up request failed")
 
+    def forget_graphs() -> None:
+        engine.runner.graphs.clear()
+        engine.runner.first_graphs.clear()
+
     try:
         run()
         return True
     except Exception:
-        log.exception("compiled decode step failed at warm-up; serving with eager kernels")
+        if engine.model.one_row_kernels is None:
+            log.exception("compiled decode step failed at warm-up; serving with eager kernels")
+        else:
+            log.exception("compiled one-row decode pieces failed at warm-up; trying the any-batch pieces alone")
+            engine.model.one_row_kernels = None
+            forget_graphs()
+            try:
+                run()
+                return True
+            except Exception:
+                log.exception("compiled decode step failed at warm-up; serving with eager kernels")
         engine.model.use_eager()
-        engine.runner.graphs.clear()
+        forget_graphs()
         run()
         return False
 
