@@ -228,11 +228,11 @@ class DecodeKernels:
     def one_row(cls, backend: str) -> DecodeKernels:
         """Pieces for decode steps of exactly one row (a single stream), compiled apart from the any-batch ones.
 
-        Their shapes are static but for the attended cache length (and the sampled vocabulary, two sizes), so
+        Their shapes are static but for the sampled vocabulary (two sizes), so
         inductor sees matrix-vector products: with ``coordinate_descent_tuning`` it lowers each into a reduction
         kernel fused with the pointwise work around it (norms, RoPE, residuals, SiLU) instead of a cuBLAS call plus
         separate kernels, and tunes those kernels for the one row. The slow transformer's attention becomes
-        products (``decode_post_one_row``). One graph per piece serves every kv bucket and layer.
+        products over the whole slot (``decode_post_one_row``). One graph per piece serves every kv bucket and layer.
         """
         _configure_dynamo()
         options: dict[str, str | int | bool | Callable[..., Any]] | None = None
@@ -245,7 +245,7 @@ class DecodeKernels:
 
         return cls(
             compiled(decode_pre_one_row, {}),
-            compiled(decode_post_one_row, {3: (2,), 4: (2,), 5: (3,)}),  # keys, values, mask: cache length
+            compiled(decode_post_one_row, {}),  # attends the whole slot: static too
             compiled(fast_position_one_row, {}),
             compiled(sample_tensors_one_row, {0: (1,), 9: (0,)}),  # logits, vocab hash: vocabulary
         )
@@ -430,18 +430,21 @@ class BatchedDualAR:
         the attended cache prefix and must exceed every position. Returns hidden states ``[B, dim]``.
         """
         batch = frames.shape[0]
+        kernels = self.kernels_for(batch)
+        # One-row pieces attend the whole slot (later positions masked): their shapes stay static, where a bucketed
+        # length equal to the capacity made dynamo specialise the marked-dynamic length (seen on an H100).
+        span = cache.capacity if kernels is self.one_row_kernels else kv_len
         x = self.embed(frames[:, :, None])
         freqs = self.model.freqs_cis[positions][:, None]
-        visible = torch.arange(kv_len, device=positions.device)[None, :] <= positions[:, None]
+        visible = torch.arange(span, device=positions.device)[None, :] <= positions[:, None]
         mask = visible[:, None, None, :]
-        kernels = self.kernels_for(batch)
         pre, post = kernels.pre, kernels.post
         for index, block in enumerate(self.model.layers):
             q, k, v = pre(block, x, freqs)
             keys, values = cache.k[index, :batch], cache.v[index, :batch]
             keys[rows, :, positions] = k[:, :, 0]
             values[rows, :, positions] = v[:, :, 0]
-            x = post(block, x, q, keys[:, :, :kv_len], values[:, :, :kv_len], mask)
+            x = post(block, x, q, keys[:, :, :span], values[:, :, :span], mask)
         return x[:, 0]
 
     def slow_logits(self, hidden: torch.Tensor) -> torch.Tensor:
