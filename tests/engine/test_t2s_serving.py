@@ -230,6 +230,6 @@ def test_one_row_step_knob_reaches_the_serving_config(tmp_path: Any, tiny_checkp
         parameters = dict(entry.findall((repository / "text2semantic" / "config.pbtxt").read_text()))
         return ServingConfig.from_parameters(parameters, on_gpu=True)
 
-    on = config(None, "default")
-    assert on.one_row_step and on.compile_backend == "inductor"
-    assert not config({"text2semantic": {"one_row_step": False}}, "off").one_row_step
+    default = config(None, "default")
+    assert not default.one_row_step and default.compile_backend == "inductor"
+    assert config({"text2semantic": {"one_row_step": True}}, "on").one_row_step
