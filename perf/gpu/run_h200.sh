@@ -27,7 +27,9 @@ elif [[ "${1:-}" == "--one-row" ]]; then  # single stream with and without the o
   python3 perf/gpu/bench_one_row.py --out "${OUT:-/tmp/out}" "$@"
 elif [[ "${1:-}" == "--tests" ]]; then  # the suite's GPU-only tests (skipped in CI): bash perf/gpu/run_h200.sh --tests
   shift
-  python3 -m pytest -q -rs -p no:cacheprovider "${@:-tests/engine/test_graphs.py}"
+  # -W default: the suite turns every warning into an error (pyproject), and on the GPU image's newer packages an
+  # import-time warning of a fish-speech dependency then fails the import (hydra: "DAC could not be located").
+  python3 -m pytest -q -rs -p no:cacheprovider -W default "${@:-tests/engine/test_graphs.py}"
 else
   python3 perf/gpu/bench.py --out "${OUT:-/tmp/out}" "$@"
 fi
