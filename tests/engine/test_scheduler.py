@@ -167,6 +167,49 @@ def test_next_chunks_wait_to_share_a_prefill_pass(model: BatchedDualAR, interval
         assert torch.equal(together[spec.request_id].codes, alone.codes), spec.request_id
 
 
+@pytest.mark.parametrize(("wait_ms", "passes"), [(1500.0, 1), (0.0, 2)])
+def test_an_idle_engine_waits_for_a_burst_to_share_one_prefill(
+    model: BatchedDualAR, wait_ms: float, passes: int
+) -> None:
+    """A request reaches an idle engine and a second one follows 0.3 s later (as requests of several clients do,
+    through other threads): with admit_wait_ms both are prefilled in one pass, without it the first runs alone and
+    the second gets a pass of its own. Codes equal each request alone either way."""
+    specs = [
+        Spec("first", "ten chars.", SamplingParams(0.8, seed=31)),
+        Spec("next", "other text", SamplingParams(0.8, seed=32)),
+    ]
+    outcomes = {spec.request_id: Outcome() for spec in specs}
+    engine = Engine(model, _config(admit_wait_ms=wait_ms))
+    engine.submit(_request(specs[0], outcomes["first"]))
+    later = threading.Timer(0.3, lambda: engine.submit(_request(specs[1], outcomes["next"])))
+    later.start()
+    engine.step()
+    later.join()
+    for _ in range(500):
+        if not engine.step():
+            break
+    assert engine.times.counts["prefill"] == passes
+    assert engine.times.counts["prefilled"] == 2
+    assert ("burst_wait" in engine.times.counts) == (wait_ms > 0)
+    for spec in specs:
+        alone = _alone(model, spec)
+        assert outcomes[spec.request_id].done == alone.done, spec.request_id
+        assert torch.equal(outcomes[spec.request_id].codes, alone.codes), spec.request_id
+
+
+def test_a_busy_engine_does_not_wait_for_a_burst(model: BatchedDualAR) -> None:
+    """Once a slot decodes, a new request is prefilled at the next step, however long admit_wait_ms is."""
+    engine = Engine(model, _config(admit_wait_ms=100.0))
+    first, second = Outcome(), Outcome()
+    engine.submit(_request(Spec("a", "x" * 30, SamplingParams(0.8, seed=1)), first))
+    engine.step()  # idle engine: waits up to 0.1 s, then prefills "a", which then decodes
+    assert engine.times.counts["burst_wait"] == 1 and engine.busy_slots == [0]
+    engine.submit(_request(Spec("b", "y" * 30, SamplingParams(0.8, seed=2)), second))
+    engine.step()
+    assert engine.times.counts["burst_wait"] == 1  # no second wait
+    assert engine.times.counts["prefill"] == 2 and engine.busy_slots == [0, 1]
+
+
 def test_seed_decides_the_draws(model: BatchedDualAR) -> None:
     base = Spec("a", "same text", SamplingParams(1.0, 0.95, 1.0, seed=1))
     again = _alone(model, base).codes

@@ -217,7 +217,7 @@ def test_warm_up_drops_only_the_one_row_pieces_when_they_fail(tiny_lm: Any) -> N
     assert model.one_row_kernels is None and model.kernels is any_batch and model.kernels_for(1) is any_batch
 
 
-def test_one_row_step_knob_reaches_the_serving_config(tmp_path: Any, tiny_checkpoint: Any) -> None:
+def test_engine_knobs_reach_the_serving_config(tmp_path: Any, tiny_checkpoint: Any) -> None:
     import re
 
     from voicereel.engine.t2s_serving import ServingConfig
@@ -232,4 +232,6 @@ def test_one_row_step_knob_reaches_the_serving_config(tmp_path: Any, tiny_checkp
 
     default = config(None, "default")
     assert not default.one_row_step and default.compile_backend == "inductor"
-    assert config({"text2semantic": {"one_row_step": True}}, "on").one_row_step
+    assert default.engine.admit_wait_ms == 0.0
+    changed = config({"text2semantic": {"one_row_step": True, "admit_wait_ms": 2.5}}, "on")
+    assert changed.one_row_step and changed.engine.admit_wait_ms == 2.5

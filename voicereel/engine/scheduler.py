@@ -9,7 +9,8 @@ Public surface::
 
 One ``step()``: take new requests and cancellations, free cancelled slots, prefill waiting sequences into
 free slots (together, in passes of at most ``prefill_tokens`` padded tokens; each prefill yields the
-sequence's first frame; a next text chunk may wait up to ``prefill_interval`` steps to share a pass),
+sequence's first frame; a next text chunk may wait up to ``prefill_interval`` steps to share a pass, and an
+idle engine may wait ``admit_wait_ms`` for a burst of new requests to arrive),
 then one batched decode step over the slot
 prefix that holds every decoding sequence, then hand each request its frames. A request's chunks run one
 after another in the slot it holds, each prefilled with the previous chunk as context.
@@ -61,6 +62,9 @@ class EngineConfig:
     # A sequence starting its next chunk may wait this many steps for others, so that their prefills share a
     # pass (each pass stalls every decoding slot). New requests never wait: they are prefilled at once.
     prefill_interval: int = 8
+    # An idle engine (no slot busy) that receives a request waits this long after it before prefilling, so that
+    # requests arriving together (a burst from several clients) share one pass instead of one pass each. 0 = never.
+    admit_wait_ms: float = 0.0
     cancel_poll_steps: int = 8  # poll a request's is_cancelled() every this many steps
     cuda_graphs: bool = False  # capture decode steps per (batch, kv) bucket; CUDA only
     capture_at_load: bool = False  # with cuda_graphs: capture every bucket before serving (capture_graphs)
@@ -96,6 +100,7 @@ class Engine:
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
         self._inbox: list[_Running] = []
+        self._inbox_since: float | None = None  # perf_counter when the inbox last went from empty to non-empty
         self._cancels: set[str] = set()
         self._waiting: deque[_Running] = deque()
         self._by_slot: dict[int, _Running] = {}
@@ -139,6 +144,8 @@ class Engine:
         with self._lock:
             if self._failure is not None:
                 raise EngineStopped(self._failure)
+            if not self._inbox:
+                self._inbox_since = time.perf_counter()
             self._inbox.append(_Running(request, sampling, prompt))
         self._wakeup.set()
 
@@ -220,9 +227,11 @@ class Engine:
     def step(self) -> bool:
         """One engine iteration; returns whether work remains."""
         self._steps += 1
+        self._wait_for_burst()
         with self._lock:
             self._waiting.extend(self._inbox)
             self._inbox.clear()
+            self._inbox_since = None
             cancels, self._cancels = self._cancels, set()
         with self.times.stage("reap"):
             self._reap(cancels)
@@ -238,6 +247,22 @@ class Engine:
                 for run in list(self._by_slot.values()):
                     self._finish(run, FinishReason.error, f"INTERNAL: decode failed: {exc}")
         return bool(self._by_slot or self._waiting)
+
+    def _wait_for_burst(self) -> None:
+        """With ``admit_wait_ms``: an idle engine holding new requests sleeps until that long after the first of them
+        arrived (releasing the GIL to the threads that submit the rest). A busy engine never waits: its decode steps
+        already gather whatever arrives meanwhile into the next step's pass."""
+        wait_s = self.config.admit_wait_ms / 1000.0
+        if wait_s <= 0 or self._by_slot or self._waiting:
+            return
+        with self._lock:
+            since = self._inbox_since
+        if since is None:
+            return
+        delay = since + wait_s - time.perf_counter()
+        if delay > 0:
+            with self.times.stage("burst_wait"):
+                time.sleep(delay)
 
     def _reap(self, cancels: set[str]) -> None:
         for run in [*self._by_slot.values(), *self._waiting]:

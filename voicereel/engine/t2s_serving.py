@@ -77,6 +77,7 @@ class ServingConfig:
             kv_block=int(params["kv_block"]),
             prefill_tokens=int(params["prefill_tokens"]),
             prefill_interval=int(params["prefill_interval"]),
+            admit_wait_ms=float(params["admit_wait_ms"]),
             cancel_poll_steps=int(params["cancel_poll_steps"]),
             cuda_graphs=params["cuda_graphs"] == "true" and on_gpu,
             capture_at_load=params["capture_at_load"] == "true",
