@@ -27,6 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from voicereel.engine.trace import first_chunk_segments, parse_traces  # noqa: E402
 from voicereel.stack import Supervisor, TritonPorts, triton_service  # noqa: E402
 
 
@@ -190,6 +191,7 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
         "text2semantic.slot_capacity=1024",
         f"text2semantic.max_frames={max(args.frames, 64)}",
         f"shared.compile_cache_dir={compile_cache}",
+        "shared.trace_requests=true",  # one line per request and model: the first-chunk segments below
         *args.settings,
     ]
     build = [
@@ -242,6 +244,9 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
             time.sleep(3)
             raise subprocess.CalledProcessError(client.returncode, cmd)
         figures["tts"] = json.loads((args.out / "tts.json").read_text())
+        # Where each level's first-chunk latency went (medians per segment; voicereel.engine.trace), from the log.
+        log_lines = (args.out / "logs" / "triton.log").read_text(errors="replace").splitlines()
+        figures["first_chunk_segments_s"] = first_chunk_segments(parse_traces(log_lines))
         figures["gpu_memory_mib"] = {"idle": idle, "models_loaded": loaded, "peak": sampler.peak}
         if not args.restart:
             return

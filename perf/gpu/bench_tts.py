@@ -58,7 +58,7 @@ def request_inputs(frames: int, seed: int) -> list[grpcclient.InferInput]:
     ]
 
 
-async def one_request(client: grpcclient.InferenceServerClient, frames: int, seed: int) -> Result:
+async def one_request(client: grpcclient.InferenceServerClient, frames: int, seed: int, label: str = "run") -> Result:
     start = time.perf_counter()
     first: float | None = None
     samples = 0
@@ -67,7 +67,7 @@ async def one_request(client: grpcclient.InferenceServerClient, frames: int, see
         yield {
             "model_name": "tts",
             "inputs": request_inputs(frames, seed),
-            "request_id": str(seed),
+            "request_id": f"{label}-{seed}",  # the label groups first-chunk traces (voicereel.engine.trace)
             # decoupled: ask for the empty final response, so the end of the stream is seen
             "parameters": {"triton_enable_empty_final_response": True},
         }
@@ -91,22 +91,29 @@ async def one_request(client: grpcclient.InferenceServerClient, frames: int, see
 REQUEST_TIMEOUT_S = 120.0  # a request without its final response by then is a hang: fail the run, do not wait on
 
 
-async def bounded_request(client: grpcclient.InferenceServerClient, frames: int, seed: int, timeout_s: float) -> Result:
+async def bounded_request(
+    client: grpcclient.InferenceServerClient, frames: int, seed: int, timeout_s: float, label: str = "run"
+) -> Result:
     try:
-        return await asyncio.wait_for(one_request(client, frames, seed), timeout_s)
+        return await asyncio.wait_for(one_request(client, frames, seed, label), timeout_s)
     except TimeoutError:
         raise RuntimeError(f"tts request (seed {seed}) had no final response after {timeout_s:.0f} s") from None
 
 
 async def run_level(
-    url: str, concurrency: int, requests_each: int, frames: int, timeout_s: float = REQUEST_TIMEOUT_S
+    url: str,
+    concurrency: int,
+    requests_each: int,
+    frames: int,
+    timeout_s: float = REQUEST_TIMEOUT_S,
+    label: str = "run",
 ) -> tuple[list[Result], float]:
     clients = [grpcclient.InferenceServerClient(url) for _ in range(concurrency)]
 
     async def user(index: int) -> list[Result]:
         out = []
         for round_ in range(requests_each):
-            out.append(await bounded_request(clients[index], frames, 1000 * index + round_, timeout_s))
+            out.append(await bounded_request(clients[index], frames, 1000 * index + round_, timeout_s, label))
         return out
 
     start = time.perf_counter()
@@ -126,9 +133,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     figures: dict[str, object] = {"frames_per_request": args.frames}
     # warm-up: one full-length request, so the single stream below finds the CUDA graph of every KV-length bucket
     # it passes through already captured (the server captures a bucket's graph on its first use)
-    await run_level(args.url, 1, 1, args.frames, args.request_timeout)
+    await run_level(args.url, 1, 1, args.frames, args.request_timeout, "warmup")
 
-    results, _ = await run_level(args.url, 1, 1, args.frames, args.request_timeout)
+    results, _ = await run_level(args.url, 1, 1, args.frames, args.request_timeout, "single")
     single = results[0]
     frames_out = single.samples / 2048
     figures["single_stream"] = {
@@ -142,7 +149,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     for concurrency in args.latency_levels:
         rounds = 8 if concurrency == 1 else 2
         level_start = time.perf_counter()
-        results, _ = await run_level(args.url, concurrency, rounds, args.frames, args.request_timeout)
+        results, _ = await run_level(
+            args.url, concurrency, rounds, args.frames, args.request_timeout, f"latency{concurrency}"
+        )
         firsts = [r.first_chunk_s for r in results]
         by_round = [[r.first_chunk_s for r in results[index::rounds]] for index in range(rounds)]
         latency[f"c{concurrency}"] = {
@@ -163,7 +172,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     figures["first_chunk_latency"] = latency
     throughput: dict[str, object] = {}
     for concurrency in args.concurrency:
-        results, wall = await run_level(args.url, concurrency, args.rounds, args.frames, args.request_timeout)
+        label = f"throughput{concurrency}"
+        results, wall = await run_level(args.url, concurrency, args.rounds, args.frames, args.request_timeout, label)
         audio = sum(r.samples for r in results) / SAMPLE_RATE
         throughput[f"c{concurrency}"] = {
             "audio_s": audio,

@@ -7,6 +7,7 @@ next step; a reused slot carries nothing of its previous occupant.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ from voicereel.engine.generate import FinishReason, FrameBudget, GenerationReque
 from voicereel.engine.prompt import VoiceTurn, build_prompt
 from voicereel.engine.scheduler import Engine, EngineConfig, EngineStopped, RequestError, prefill_groups
 from voicereel.engine.step import Admission, decode_step, hash_tables, new_state, prefill_slots
+from voicereel.engine.trace import parse_traces
 
 
 @dataclass
@@ -195,6 +197,32 @@ def test_an_idle_engine_waits_for_a_burst_to_share_one_prefill(
         alone = _alone(model, spec)
         assert outcomes[spec.request_id].done == alone.done, spec.request_id
         assert torch.equal(outcomes[spec.request_id].codes, alone.codes), spec.request_id
+
+
+def test_trace_stamps_a_request_on_its_way_to_the_first_codes(
+    model: BatchedDualAR, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With trace_requests each request logs one line at its first streamed codes: arrival, its prefill pass (and
+    how many rows that pass had), first codes, in order; without it, none."""
+    specs = [
+        Spec("p", "ten chars.", SamplingParams(0.8, seed=41)),
+        Spec("q", "more text here", SamplingParams(0.8, seed=42)),
+    ]
+    with caplog.at_level(logging.WARNING, logger="voicereel.engine.scheduler"):
+        _run(
+            Engine(model, _config(trace_requests=True)),
+            [(0, specs[0]), (0, specs[1]), (3, Spec("r", "late", SamplingParams(0.8, seed=43)))],
+        )
+        traced = parse_traces(record.getMessage() for record in caplog.records)["text2semantic"]
+        caplog.clear()
+        _run(Engine(model, _config()), [(0, specs[0])])
+        assert not parse_traces(record.getMessage() for record in caplog.records)
+    by_id = {str(fields["id"]): fields for fields in traced}
+    assert sorted(by_id) == ["p", "q", "r"]
+    assert by_id["p"]["pass_rows"] == by_id["q"]["pass_rows"] == 2 and by_id["r"]["pass_rows"] == 1
+    for fields in traced:
+        stamps = [float(fields[key]) for key in ("submitted", "prefill_start", "prefill_end", "first_codes")]
+        assert stamps == sorted(stamps), fields
 
 
 def test_a_busy_engine_does_not_wait_for_a_burst(model: BatchedDualAR) -> None:

@@ -43,7 +43,10 @@ SpeechServer = _load_helper_module("speech_client").SpeechServer
 
 CODEC_MODELS = ["codec_encoder", "codec_decoder"]
 SPEECH_MODELS = ["text2semantic", "codec_decoder", "tts"]
-SPEECH_KNOBS = {"text2semantic": {"max_slots": 3, "slot_capacity": 1024, "kv_block": 64, "stream_frames": 4}}
+SPEECH_KNOBS = {
+    "text2semantic": {"max_slots": 3, "slot_capacity": 1024, "kv_block": 64, "stream_frames": 4},
+    "shared": {"trace_requests": True},  # first-chunk trace lines in the log (test_tts)
+}
 
 
 @pytest.fixture(scope="session")

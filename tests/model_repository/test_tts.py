@@ -7,6 +7,7 @@ text2semantic slot behind it.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from speech_client import (
 )
 
 from voicereel.engine.codec import FRAME_SAMPLES, ChunkPlan, Codec
+from voicereel.engine.trace import SEGMENTS, first_chunk_segments, parse_traces
 
 MODEL = "tts"
 # The shipped window knobs: 64 frames rendered per window, 64 of context, the first window renders 8.
@@ -42,6 +44,27 @@ def test_stream_equals_decoding_all_codes_at_once(speech_triton: SpeechServer, t
     torch.set_num_threads(1)
     whole = Codec.from_checkpoint(tiny_checkpoint).decode_chunked(torch.from_numpy(codes), PLAN).numpy()
     np.testing.assert_allclose(streamed.joined(axis=0), whole, atol=1e-5, rtol=0)
+
+
+def test_first_chunk_trace_splits_the_latency(speech_triton: SpeechServer, run_dir: Path) -> None:
+    """With the shared knob trace_requests (on in this server) tts and text2semantic each log a trace line for the
+    request; joined (voicereel.engine.trace), every segment of its first-chunk latency is there, none negative, and
+    they add up to the total."""
+    call = Call(speech_triton.url, MODEL, "pcm", request_id="traced-7").start(speech_inputs("Traced words.", seed=7))
+    assert call.wait().error is None, call.message
+    log = run_dir / "logs" / "triton.log"
+    deadline = time.monotonic() + 20
+    while True:  # the stubs' log lines reach Triton's log asynchronously
+        segments = first_chunk_segments(parse_traces(log.read_text(errors="replace").splitlines())).get("traced")
+        if segments is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert segments is not None, "no joined trace lines for request traced-7 in Triton's log"
+    assert segments["requests"] == 1 and segments["pass_rows"] >= 1
+    parts = [name for name, _, _ in SEGMENTS if name != "total"]
+    assert all(segments[name] >= 0 for name in parts), segments
+    assert sum(segments[name] for name in parts) == pytest.approx(segments["total"], abs=1e-3)
+    assert segments["total"] > 0
 
 
 @pytest.mark.parametrize(

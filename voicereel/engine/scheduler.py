@@ -37,6 +37,7 @@ from voicereel.engine.graphs import DecodeRunner, all_buckets, bucket_batch, buc
 from voicereel.engine.prompt import PromptError, VoiceTurn, build_prompt
 from voicereel.engine.stage_times import StageTimes
 from voicereel.engine.step import Admission, SlotState, hash_tables, new_state, prefill_slots
+from voicereel.engine.trace import FirstChunkTrace
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class EngineConfig:
     cancel_poll_steps: int = 8  # poll a request's is_cancelled() every this many steps
     cuda_graphs: bool = False  # capture decode steps per (batch, kv) bucket; CUDA only
     capture_at_load: bool = False  # with cuda_graphs: capture every bucket before serving (capture_graphs)
+    trace_requests: bool = False  # log each request's first-chunk milestones (voicereel.engine.trace)
 
 
 @dataclass
@@ -87,6 +89,7 @@ class _Running:
     frames_total: int = 0
     steps: int = 0
     chunk_ended_at: int = 0  # engine step at which the previous chunk ended (a next chunk waits from then)
+    trace: FirstChunkTrace | None = None  # with trace_requests: milestones up to the first streamed codes
 
 
 class Engine:
@@ -141,12 +144,16 @@ class Engine:
                     f"prompt plus frame budget ({need} positions) exceeds the slot capacity "
                     f"({self.config.slot_capacity}); use a shorter reference or text chunks"
                 )
+        run = _Running(request, sampling, prompt)
+        if self.config.trace_requests:
+            run.trace = FirstChunkTrace("text2semantic", id=request.request_id)
+            run.trace.mark("submitted")
         with self._lock:
             if self._failure is not None:
                 raise EngineStopped(self._failure)
             if not self._inbox:
                 self._inbox_since = time.perf_counter()
-            self._inbox.append(_Running(request, sampling, prompt))
+            self._inbox.append(run)
         self._wakeup.set()
 
     def cancel(self, request_id: str) -> None:
@@ -311,10 +318,16 @@ class Engine:
                 Admission(run.slot, run.prompt, sampling.temperature, sampling.top_p, sampling.repetition_penalty, seed)
             )
         slots = torch.tensor([run.slot for run in runs], device=self.state.frame.device)
+        traced = [run.trace for run in runs if run.trace is not None]
+        for trace in traced:
+            trace.mark("prefill_start")
+            trace.note("pass_rows", len(runs))
         try:
             with self.times.stage("prefill"):
                 prefill_slots(self.model, self.state, self.tables, admissions, self.runner.sample_first)
                 firsts = self.state.frame[slots].to("cpu").numpy()
+            for trace in traced:
+                trace.mark("prefill_end")
         except Exception as exc:
             log.exception("prefill failed")
             for run in runs:
@@ -376,9 +389,13 @@ class Engine:
         if run.unsent:
             codes = _columns(run.chunk_frames[-run.unsent :])
             run.unsent = 0
+            if run.trace is not None:
+                run.trace.mark("first_codes")
             try:
                 with self.times.stage("on_codes"):
                     run.request.on_codes(codes)
+                if run.trace is not None:
+                    run.trace.emit(log)
             except Exception:  # the consumer is gone (e.g. its stream broke): stop generating for it
                 log.exception("on_codes callback failed for %s", run.request.request_id)
                 with self._lock:

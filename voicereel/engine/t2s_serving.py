@@ -81,6 +81,7 @@ class ServingConfig:
             cancel_poll_steps=int(params["cancel_poll_steps"]),
             cuda_graphs=params["cuda_graphs"] == "true" and on_gpu,
             capture_at_load=params["capture_at_load"] == "true",
+            trace_requests=params["trace_requests"] == "true",
         )
         defaults = SamplingParams(
             temperature=float(params["temperature"]),

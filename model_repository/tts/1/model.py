@@ -24,6 +24,7 @@ from voicereel.engine.codec import ChunkPlan
 from voicereel.engine.codec_serving import Failure
 from voicereel.engine.control import TEXT2SEMANTIC
 from voicereel.engine.stage_times import StageTimes
+from voicereel.engine.trace import FirstChunkTrace
 from voicereel.engine.triton_glue import dump_stacks_on_sigusr1, error_response, model_parameters
 from voicereel.engine.tts_stream import TtsCalls, run_tts
 
@@ -40,7 +41,9 @@ class TritonPythonModel:
             context_frames=int(params["context_frames"]),
             first_chunk_frames=int(params["first_chunk_frames"]),
         )
-        self.times = StageTimes("tts", logging.getLogger("tts"))
+        self.log = logging.getLogger("tts")
+        self.times = StageTimes("tts", self.log)
+        self.trace_requests = params["trace_requests"] == "true"
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
@@ -57,32 +60,43 @@ class TritonPythonModel:
                 continue
             # Starting the code stream waits for its first chunk: on the request's own thread, so requests
             # arriving together start together.
-            worker = threading.Thread(target=self._serve, args=(sender, inputs), daemon=True)
+            trace = FirstChunkTrace("tts", request_id=request.request_id()) if self.trace_requests else None
+            worker = threading.Thread(target=self._serve, args=(sender, inputs, trace), daemon=True)
             worker.start()
         return None
 
-    def _serve(self, sender: Any, inputs: list[Any]) -> None:
+    def _serve(self, sender: Any, inputs: list[Any], trace: FirstChunkTrace | None) -> None:
         stream_id = f"tts-{uuid.uuid4().hex}"
         times = self.times
         started = time.perf_counter()
+        if trace is not None:
+            trace.note("stream", stream_id)
+            trace.mark("start")
         try:
             responses = bls.start_code_stream(pb_utils, TEXT2SEMANTIC, inputs, stream_id)
         except Exception as exc:
             sender.send(error_response(pb_utils, Failure("INTERNAL", f"text2semantic call failed: {exc}")), flags=FINAL)
             return
         times.add("first_codes", time.perf_counter() - started)  # the call returns with the first code chunk
+        if trace is not None:
+            trace.mark("first_codes")
         windows = 0
 
         def send(pcm: Any) -> None:
             output = pb_utils.Tensor.from_dlpack("pcm", to_dlpack(pcm.contiguous()))
             with times.stage("send_pcm"):
                 sender.send(pb_utils.InferenceResponse(output_tensors=[output]))
+            if trace is not None:
+                trace.mark("first_sent")
+                trace.emit(self.log)
 
         def decode(window: Any) -> Any:
             nonlocal windows
             start = time.perf_counter()
             pcm = bls.decode_window(pb_utils, CODEC_DECODER, window)
             times.add("first_codec_call" if windows == 0 else "codec_call", time.perf_counter() - start)
+            if trace is not None:
+                trace.mark("first_codec")
             windows += 1
             times.maybe_report()
             return pcm
