@@ -140,6 +140,16 @@ def main() -> None:
         "--latency-levels", type=int, nargs="+", help="first-chunk latency concurrencies (1 16; CPU 1 2)"
     )
     parser.add_argument("--set", dest="settings", action="append", default=[], help="extra modelrepo --set")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="SCOPE.KNOB=VALUE",
+        help="after the run, restart with this setting added (compile caches kept) and run the client again",
+    )
+    parser.add_argument(
+        "--variant-concurrency", type=int, nargs="+", default=[16], help="throughput levels of the variant's client run"
+    )
     parser.add_argument("--upstream", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--restart",
@@ -180,6 +190,54 @@ def main() -> None:
     print(json.dumps(figures, indent=2))
 
 
+def build_repository(args: argparse.Namespace, settings: list[str], dest: Path) -> None:
+    build = [
+        sys.executable,
+        "-m",
+        "voicereel.modelrepo",
+        "build",
+        "--checkpoint",
+        str(args.checkpoint),
+        "--out",
+        str(dest),
+    ]
+    for item in settings:
+        build += ["--set", item]
+    subprocess.run(build, check=True, cwd=REPO)
+
+
+def run_client(args: argparse.Namespace, ports: TritonPorts, concurrency: list[int], out: Path) -> dict[str, Any]:
+    """bench_tts against the running server: its figures, and the first-chunk segments of its requests, read from
+    the lines Triton's log gained meanwhile (voicereel.engine.trace; medians per level)."""
+    log = args.out / "logs" / "triton.log"
+    seen = log.stat().st_size if log.exists() else 0
+    cmd = [
+        sys.executable,
+        str(REPO / "perf/gpu/bench_tts.py"),
+        "--url",
+        f"127.0.0.1:{ports.grpc}",
+        "--frames",
+        str(args.frames),
+        "--out",
+        str(out),
+        "--concurrency",
+        *map(str, concurrency),
+    ]
+    levels = args.latency_levels or ([1, 2] if args.cpu else [1, 16])
+    cmd += ["--latency-levels", *map(str, levels)]
+    client = subprocess.run(cmd, cwd=REPO)
+    if client.returncode != 0:  # a failed or hung request: record where every model's threads are first
+        dumped = dump_stub_stacks()
+        print(f"bench_tts failed; asked {dumped} python stubs for their stacks (Triton's log)", flush=True)
+        time.sleep(3)
+        raise subprocess.CalledProcessError(client.returncode, cmd)
+    time.sleep(1)  # the stubs' last trace lines reach the log asynchronously
+    with log.open("rb") as handle:
+        handle.seek(seen)
+        lines = handle.read().decode(errors="replace").splitlines()
+    return {"tts": json.loads(out.read_text()), "first_chunk_segments_s": first_chunk_segments(parse_traces(lines))}
+
+
 def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> None:
     # The compile caches in a directory of their own (knob compile_cache_dir), empty at the first start: that start
     # compiles everything (a fresh machine); the restart below finds it all there (a kept or shipped cache).
@@ -191,77 +249,48 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
         "text2semantic.slot_capacity=1024",
         f"text2semantic.max_frames={max(args.frames, 64)}",
         f"shared.compile_cache_dir={compile_cache}",
-        "shared.trace_requests=true",  # one line per request and model: the first-chunk segments below
+        "shared.trace_requests=true",  # one line per request and model: the first-chunk segments
         *args.settings,
     ]
-    build = [
-        sys.executable,
-        "-m",
-        "voicereel.modelrepo",
-        "build",
-        "--checkpoint",
-        str(args.checkpoint),
-        "--out",
-        str(work / "model_repository"),
-    ]
-    for item in settings:
-        build += ["--set", item]
-    subprocess.run(build, check=True, cwd=REPO)
+    build_repository(args, settings, work / "model_repository")
     figures["repository_settings"] = settings
     idle = gpu_memory_mib()
+    concurrency = [c for c in args.concurrency if c <= args.slots] if not args.cpu else [1, 2]
 
     ports = TritonPorts.free()
     with Supervisor(args.out / "logs") as supervisor:
-        started = time.perf_counter()
-        supervisor.start(
-            triton_service(work / "model_repository", ports, work / "triton", args.out / "logs", timeout_s=540)
-        )
-        figures["cold_start_s"] = time.perf_counter() - started
+
+        def start(repository: Path) -> float:
+            started = time.perf_counter()
+            supervisor.start(triton_service(repository, ports, work / "triton", args.out / "logs", timeout_s=540))
+            return time.perf_counter() - started
+
+        figures["cold_start_s"] = start(work / "model_repository")
         figures["compile_cache_kept"] = args.keep_compile_cache  # then cold_start_s is a start with warm caches
         figures["cold_start_models_s"] = model_load_times(args.out / "logs")
         loaded = gpu_memory_mib()
         print(f"triton ready in {figures['cold_start_s']:.1f}s", flush=True)
-        concurrency = [c for c in args.concurrency if c <= args.slots] if not args.cpu else [1, 2]
-        cmd = [
-            sys.executable,
-            str(REPO / "perf/gpu/bench_tts.py"),
-            "--url",
-            f"127.0.0.1:{ports.grpc}",
-            "--frames",
-            str(args.frames),
-            "--out",
-            str(args.out / "tts.json"),
-            "--concurrency",
-            *map(str, concurrency),
-        ]
-        levels = args.latency_levels or ([1, 2] if args.cpu else [1, 16])
-        cmd += ["--latency-levels", *map(str, levels)]
         with MemorySampler() as sampler:
-            client = subprocess.run(cmd, cwd=REPO)
-        if client.returncode != 0:  # a failed or hung request: record where every model's threads are first
-            dumped = dump_stub_stacks()
-            print(f"bench_tts failed; asked {dumped} python stubs for their stacks (Triton's log)", flush=True)
-            time.sleep(3)
-            raise subprocess.CalledProcessError(client.returncode, cmd)
-        figures["tts"] = json.loads((args.out / "tts.json").read_text())
-        # Where each level's first-chunk latency went (medians per segment; voicereel.engine.trace), from the log.
-        log_lines = (args.out / "logs" / "triton.log").read_text(errors="replace").splitlines()
-        figures["first_chunk_segments_s"] = first_chunk_segments(parse_traces(log_lines))
+            figures.update(run_client(args, ports, concurrency, args.out / "tts.json"))
         figures["gpu_memory_mib"] = {"idle": idle, "models_loaded": loaded, "peak": sampler.peak}
-        if not args.restart:
-            return
-        # A second start with warm caches (torch/inductor caches on disk): what a restart costs.
-        for log in (args.out / "logs").glob("*.log"):
-            log.rename(log.with_suffix(".first.log"))
-        supervisor.stop_all()
-        restarted = time.perf_counter()
-        supervisor.start(
-            triton_service(work / "model_repository", ports, work / "triton", args.out / "logs", timeout_s=540)
-        )
-        figures["warm_restart_s"] = time.perf_counter() - restarted
-        figures["warm_restart_models_s"] = model_load_times(args.out / "logs")
-        cached = sum(f.stat().st_size for f in compile_cache.rglob("*") if f.is_file())
-        figures["compile_cache_mib"] = round(cached / 2**20, 1)
+        if args.restart:
+            # A second start with warm caches (torch/inductor caches on disk): what a restart costs.
+            for log in (args.out / "logs").glob("*.log"):
+                log.rename(log.with_suffix(".first.log"))
+            supervisor.stop_all()
+            figures["warm_restart_s"] = start(work / "model_repository")
+            figures["warm_restart_models_s"] = model_load_times(args.out / "logs")
+            cached = sum(f.stat().st_size for f in compile_cache.rglob("*") if f.is_file())
+            figures["compile_cache_mib"] = round(cached / 2**20, 1)
+        if args.variant:
+            # The same server with --variant settings added, started on the compile caches kept from above: an A/B
+            # of settings within one device call (its start is not a cold start).
+            supervisor.stop_all()
+            build_repository(args, [*settings, *args.variant], work / "model_repository_variant")
+            variant: dict[str, Any] = {"settings": args.variant, "start_s": start(work / "model_repository_variant")}
+            levels = [c for c in args.variant_concurrency if c <= args.slots] if not args.cpu else [2]
+            variant.update(run_client(args, ports, levels, args.out / "tts-variant.json"))
+            figures["variant"] = variant
 
 
 def run_upstream(args: argparse.Namespace, figures: dict[str, Any]) -> None:
