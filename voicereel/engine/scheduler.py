@@ -90,6 +90,7 @@ class _Running:
     steps: int = 0
     chunk_ended_at: int = 0  # engine step at which the previous chunk ended (a next chunk waits from then)
     trace: FirstChunkTrace | None = None  # with trace_requests: milestones up to the first streamed codes
+    arrived: float = field(default_factory=time.perf_counter)  # when submit queued it
 
 
 class Engine:
@@ -103,7 +104,6 @@ class Engine:
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
         self._inbox: list[_Running] = []
-        self._inbox_since: float | None = None  # perf_counter when the inbox last went from empty to non-empty
         self._cancels: set[str] = set()
         self._waiting: deque[_Running] = deque()
         self._by_slot: dict[int, _Running] = {}
@@ -151,8 +151,6 @@ class Engine:
         with self._lock:
             if self._failure is not None:
                 raise EngineStopped(self._failure)
-            if not self._inbox:
-                self._inbox_since = time.perf_counter()
             self._inbox.append(run)
         self._wakeup.set()
 
@@ -238,7 +236,6 @@ class Engine:
         with self._lock:
             self._waiting.extend(self._inbox)
             self._inbox.clear()
-            self._inbox_since = None
             cancels, self._cancels = self._cancels, set()
         with self.times.stage("reap"):
             self._reap(cancels)
@@ -263,10 +260,10 @@ class Engine:
         if wait_s <= 0 or self._by_slot or self._waiting:
             return
         with self._lock:
-            since = self._inbox_since
-        if since is None:
-            return
-        delay = since + wait_s - time.perf_counter()
+            if not self._inbox:
+                return
+            first = self._inbox[0].arrived
+        delay = first + wait_s - time.perf_counter()
         if delay > 0:
             with self.times.stage("burst_wait"):
                 time.sleep(delay)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 
 PREFIX = "trace "
-_LINE = re.compile(r"trace (\w+) (\{.*\})")
+_LINE = re.compile(re.escape(PREFIX) + r"(\w+) (\{.*\})")
 
 # (segment, from milestone, to milestone); "tts." and "t2s." say whose line the milestone is on.
 SEGMENTS = [
