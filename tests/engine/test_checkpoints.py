@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,41 @@ def test_benchmark_shapes_match_s1_mini_without_allocating(tmp_path: Path) -> No
         codec = ck.build_codec(ck.codec_config_path(tmp_path))  # no codec_config.yaml: the package's real config
     assert codec.frame_length == 2048 and codec.sample_rate == 44_100
     assert 0.38e9 < sum(p.numel() for p in codec.parameters()) < 0.40e9
+
+
+def test_the_tokenizer_encodes_in_the_calling_thread_with_the_same_tokens(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_tokenizer keeps FishTokenizer.encode's tokens but starts no thread pool per call (each pool cost a
+    text2semantic request milliseconds of GIL-contended thread starts before it reached the engine)."""
+    import concurrent.futures
+    import functools
+
+    from fish_speech.tokenizer import TIKTOKEN_MAX_ENCODE_CHARS, FishTokenizer
+
+    tok = ck.load_tokenizer(tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        pooled = FishTokenizer.from_pretrained(str(tiny))  # upstream's encode, unpatched
+    texts = [
+        "hi<|im_end|>",
+        "The morning train left the station just after six. ",
+        "é ü — 漢字 " * 7,
+        "x<|im_start|>" + "long text " * (TIKTOKEN_MAX_ENCODE_CHARS // 5),  # several pieces
+    ]
+    pools: list[object] = []
+    original = concurrent.futures.ThreadPoolExecutor.__init__
+
+    @functools.wraps(original)
+    def counting(self: object, *args: object, **kwargs: object) -> None:
+        pools.append(self)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    expected = [pooled.encode(text) for text in texts] + [pooled.encode(texts[0], allowed_special=False)]
+    assert pools == []  # not counting yet
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "__init__", counting)
+    got = [tok.encode(text) for text in texts] + [tok.encode(texts[0], allowed_special=False)]
+    assert pools == []
+    assert got == expected
+    assert len(expected[-1]) > len(expected[0])  # the special token spelled out when not allowed
+    assert pooled.encode(texts[1]) and len(pools) == 1  # the unpatched one does start a pool

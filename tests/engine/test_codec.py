@@ -26,6 +26,7 @@ from voicereel.engine.codec import (
     make_window,
     plan_windows,
     validate_codes,
+    window_spans,
 )
 
 CHUNKED_TOLERANCE = 1e-3  # max abs sample error, full scale 1.0
@@ -196,21 +197,44 @@ def test_windows_decode_only_their_frames_plus_margin_and_equal_whole_windows(co
     assert seen.lengths == [(3, 72 * per_frame), (2, (128 - 64 + DECODER_MARGIN_FRAMES) * per_frame)]
 
 
-def test_compiled_decoders_see_two_window_lengths_only(codec: Codec) -> None:
-    """compile_decoder keeps the windows at two lengths (whole, chunk + margin) so compiled shapes stay few;
-    set here without compiling (the lengths, not the compiler, are under test)."""
+def test_compiled_decoders_see_three_lengths_and_first_windows_decode_only_their_frames(codec: Codec) -> None:
+    """compile_decoder keeps the waveform decoder at the lengths of `window_spans` (first chunk, chunk + margin,
+    whole window) so compiled shapes stay few, and a first window decodes its 8 frames, not a whole window; set
+    here without compiling (the lengths, not the compiler, are under test)."""
     plan = ChunkPlan(chunk_frames=64, context_frames=64, first_chunk_frames=8)
     windows = mixed_windows(plan)
     expected = reference_windows(codec, windows)
-    codec.fixed_window, codec.fixed_skip = plan.window_frames, plan.context_frames - DECODER_MARGIN_FRAMES
+    codec.fixed_spans, codec.fixed_skip = window_spans(plan), plan.context_frames - DECODER_MARGIN_FRAMES
     try:
         with DecoderLengths(codec) as seen:
             got = codec.decode_windows(windows)
+        assert [codec.window_call(w) for w in windows] == [(56, 128), (0, 8), (0, 8), (56, 128), (0, 72)]
+        short = plan_windows(validate_codes(random_codes(30, seed=9)), plan)  # (0, 8), (8, 30)
+        assert [codec.window_call(w) for w in short] == [(0, 8), (0, 72)]
+        codec.batch_buckets = (1, 2)
+        with DecoderLengths(codec) as warmed:
+            codec.warm_up(plan)
     finally:
-        codec.fixed_window = codec.fixed_skip = 0
+        codec.fixed_spans, codec.fixed_skip, codec.batch_buckets = (), 0, ()
     for a, b in zip(got, expected, strict=True):
         assert a.shape == b.shape and float((a - b).abs().max()) < 1e-5
-    assert seen.lengths == [(3, 128 * 4), (2, 72 * 4)]
+    # first windows first, then the second window (context 8: no skip, 72 frames), then the full-context ones
+    assert seen.lengths == [(2, 8 * 4), (1, 72 * 4), (2, 72 * 4)]
+    # the warm-up compiles every (bucket, length) a call can use
+    assert warmed.lengths == [(size, span * 4) for size in (1, 2) for span in (8, 72, 128)]
+
+
+@pytest.mark.parametrize(
+    ("plan", "spans"),
+    [
+        (ChunkPlan(64, 64, 8), (8, 72, 128)),
+        (ChunkPlan(64, 64, 0), (72, 128)),
+        (ChunkPlan(64, 64, 64), (64, 72, 128)),
+        (ChunkPlan(64, 4, 8), (8, 68)),  # context under the margin: nothing to skip, chunk + context is the window
+    ],
+)
+def test_window_spans(plan: ChunkPlan, spans: tuple[int, ...]) -> None:
+    assert window_spans(plan) == spans
 
 
 def test_windows_are_left_aligned_and_the_first_has_no_context() -> None:

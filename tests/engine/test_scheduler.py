@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -223,6 +224,20 @@ def test_trace_stamps_a_request_on_its_way_to_the_first_codes(
     for fields in traced:
         stamps = [float(fields[key]) for key in ("submitted", "prefill_start", "prefill_end", "first_codes")]
         assert stamps == sorted(stamps), fields
+
+
+def test_trace_keeps_the_serving_layers_arrival_time(model: BatchedDualAR, caplog: pytest.LogCaptureFixture) -> None:
+    """A request's ``received`` (when text2semantic's execute got it) is its trace's first milestone."""
+    engine = Engine(model, _config(trace_requests=True))
+    request = _request(Spec("r", "ten chars.", SamplingParams(0.8, seed=5)), Outcome())
+    request.received = time.time() - 0.5
+    with caplog.at_level(logging.WARNING, logger="voicereel.engine.scheduler"):
+        engine.submit(request)
+        while engine.step():
+            pass
+    (fields,) = parse_traces(record.getMessage() for record in caplog.records)["text2semantic"]
+    assert fields["received"] == request.received
+    assert float(fields["submitted"]) - request.received >= 0.5
 
 
 def test_a_busy_engine_does_not_wait_for_a_burst(model: BatchedDualAR) -> None:

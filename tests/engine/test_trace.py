@@ -42,6 +42,7 @@ def _lines(label: str, n: int, start: float, offsets: dict[str, float], rows: in
 
 OFFSETS = {
     "tts.start": 0.0,
+    "t2s.received": 0.004,
     "t2s.submitted": 0.01,
     "t2s.prefill_start": 0.05,
     "t2s.prefill_end": 0.10,
@@ -62,6 +63,7 @@ def test_segments_are_joined_per_label_and_add_up() -> None:
     assert many["requests"] == 2 and many["pass_rows"] == 10  # median of 16 and 4
     assert many["admission_wait"] == pytest.approx(0.04) and many["first_codec"] == pytest.approx(0.15)
     assert many["total"] == pytest.approx(0.31)
+    assert many["to_model"] == pytest.approx(0.004) and many["to_engine"] == pytest.approx(0.006)
     parts = [name for name, _, _ in SEGMENTS if name != "total"]
     assert sum(many[name] for name in parts) == pytest.approx(many["total"])
     assert segments["latency1"]["admission_wait"] == pytest.approx(0.01)

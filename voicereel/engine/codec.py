@@ -151,6 +151,16 @@ def make_window(codes: torch.Tensor, start: int, end: int, plan: ChunkPlan) -> D
     return DecodeWindow(codes=window, context_frames=start - first, num_frames=end - first)
 
 
+def window_spans(plan: ChunkPlan) -> tuple[int, ...]:
+    """The waveform decoder lengths (frames) a compiled codec keeps, shortest first: the first chunk (when shorter
+    than the rest), the chunk plus its margin, the whole window."""
+    skip = max(0, plan.context_frames - DECODER_MARGIN_FRAMES)
+    spans = {plan.window_frames - skip, plan.window_frames}
+    if 0 < plan.first_chunk_frames < plan.window_frames - skip:
+        spans.add(plan.first_chunk_frames)
+    return tuple(sorted(spans))
+
+
 def bucket_sizes(max_batch: int) -> tuple[int, ...]:
     """1, 2, 4, 8, then every multiple of 8 below `max_batch`, then `max_batch` itself.
 
@@ -243,9 +253,10 @@ class WindowedDecoding:
         """Frames of `window` the waveform decoder may leave out: the context before its margin."""
         return max(0, window.context_frames - DECODER_MARGIN_FRAMES)
 
-    def window_end(self, windows: Sequence[DecodeWindow]) -> int:
-        """Frames of the windows `decode_span` sees: up to the last real frame of the longest."""
-        return max(w.num_frames for w in windows)
+    def window_call(self, window: DecodeWindow) -> tuple[int, int]:
+        """`(skip, end)` of the `decode_span` call that renders `window`; windows with equal pairs share a call.
+        Here `end` is 0: the call runs up to the last real frame of its longest window."""
+        return self.window_skip(window), 0
 
     def decode(self, codes: Any) -> torch.Tensor:
         """Whole-sequence decode of codes `[10, T]`: float32 PCM `[T * 2048]`."""
@@ -254,18 +265,18 @@ class WindowedDecoding:
     def decode_windows(self, windows: Sequence[DecodeWindow]) -> list[torch.Tensor]:
         """Decode equally shaped windows; returns each window's rendered PCM (context trimmed), in order.
 
-        Windows that may skip the same number of frames share one call (an utterance's first windows have no
-        context to skip, later ones skip most of theirs): at most a few calls, first windows first.
+        Windows whose calls match (`window_call`: an utterance's first windows have no context to skip, later ones
+        skip most of theirs) share one: at most a few calls, the no-context (first) windows first.
         """
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, int], list[int]] = {}
         for index, window in enumerate(windows):
-            groups.setdefault(self.window_skip(window), []).append(index)
+            groups.setdefault(self.window_call(window), []).append(index)
         pcm: list[torch.Tensor] = [torch.empty(0)] * len(windows)
-        for skip in sorted(groups):
-            members = [windows[index] for index in groups[skip]]
-            end = self.window_end(members)
+        for (skip, fixed_end), indices in sorted(groups.items()):
+            members = [windows[index] for index in indices]
+            end = fixed_end or max(w.num_frames for w in members)
             audio = self.decode_span(torch.stack([w.codes[:, :end] for w in members]), skip)
-            for row, (index, w) in enumerate(zip(groups[skip], members, strict=True)):
+            for row, (index, w) in enumerate(zip(indices, members, strict=True)):
                 pcm[index] = audio[
                     row, (w.context_frames - skip) * FRAME_SAMPLES : (w.num_frames - skip) * FRAME_SAMPLES
                 ]
@@ -287,9 +298,10 @@ class Codec(WindowedDecoding):
         self.dac = dac
         self.device = torch.device(device)
         self.dtype = next(dac.parameters()).dtype
-        # Set by compile_decoder: decode batches are padded up to these sizes, windows kept at fixed lengths.
+        # Set by compile_decoder: decode batches are padded up to these sizes, and the waveform decoder sees
+        # these lengths only (frames), skipping none of a window or `fixed_skip` frames.
         self.batch_buckets: tuple[int, ...] = ()
-        self.fixed_window = 0
+        self.fixed_spans: tuple[int, ...] = ()
         self.fixed_skip = 0
         if dac.sample_rate != SAMPLE_RATE or dac.frame_length != FRAME_SAMPLES:
             raise ValueError(f"codec runs at {dac.sample_rate} Hz / {dac.frame_length} samples per frame")
@@ -298,29 +310,39 @@ class Codec(WindowedDecoding):
         """torch.compile the waveform decoder (1.4x the decode throughput of an H200 at batch 16, measured).
 
         Compiled code is specialised per input shape, so batches are padded up to a bucket size (see
-        `bucket_sizes`: 7 for max_batch 32) and windows keep two lengths: whole (`plan.window_frames`, for
-        windows with less than the full context) and the rendered chunk plus margin. `warm_up` compiles them all.
+        `bucket_sizes`: 7 for max_batch 32) and the decoder sees at most three lengths (`window_spans`): an
+        utterance's short first chunk, the rendered chunk plus margin (full-context windows skip the rest of their
+        context; a second window, whose context is the first chunk, fits it too), and the whole window. A first
+        window of 8 frames thus decodes 8 frames, not the 128 of a whole window (16x less work for the first audio
+        of a burst of streams). `warm_up` compiles them all.
         """
         self.dac.decoder = torch.compile(self.dac.decoder, dynamic=False)
+        # Every length is its own graph: 3 lengths x 7 buckets is past dynamo's default of 8 graphs per function,
+        # beyond which it would silently run the decoder eagerly.
+        limit = max(int(torch._dynamo.config.cache_size_limit), 64)
+        torch._dynamo.config.cache_size_limit = limit
         self.batch_buckets = bucket_sizes(max_batch)
-        self.fixed_window = plan.window_frames
+        self.fixed_spans = window_spans(plan)
         self.fixed_skip = max(0, plan.context_frames - DECODER_MARGIN_FRAMES)
 
-    def window_skip(self, window: DecodeWindow) -> int:
-        skip = super().window_skip(window)
-        if self.fixed_window:  # compiled: the full skip or none, so the decoder sees two lengths only
-            return self.fixed_skip if skip >= self.fixed_skip else 0
-        return skip
-
-    def window_end(self, windows: Sequence[DecodeWindow]) -> int:
-        return self.fixed_window or super().window_end(windows)
+    def window_call(self, window: DecodeWindow) -> tuple[int, int]:
+        if not self.fixed_spans:
+            return super().window_call(window)
+        # compiled: the full skip or none, and the decoder's length padded up to the next of `fixed_spans`
+        skip = self.fixed_skip if self.window_skip(window) >= self.fixed_skip else 0
+        end = next(
+            skip + span
+            for span in self.fixed_spans
+            if skip + span >= window.num_frames and skip + span <= window.codes.shape[1]
+        )
+        return skip, end
 
     def warm_up(self, plan: ChunkPlan) -> None:
-        """Decode one dummy batch per bucket size and window length so compilation happens now, not on a request."""
+        """Decode one dummy batch per bucket size and decoder length so compilation happens now, not on a request."""
         dummy = torch.zeros((NUM_CODEBOOKS, plan.window_frames), dtype=torch.int32)
         for size in self.batch_buckets or (1,):
-            for skip in sorted({0, self.fixed_skip}):
-                self.decode_span(dummy[None].expand(size, -1, -1), skip)
+            for span in self.fixed_spans or (plan.window_frames,):
+                self.decode_span(dummy[None, :, :span].expand(size, -1, -1), 0)
 
     @classmethod
     def from_checkpoint(

@@ -101,3 +101,4 @@ class GenerationRequest:
     on_codes: CodesCallback = _ignore_codes
     on_done: DoneCallback = _ignore_done
     is_cancelled: Callable[[], bool] | None = None  # polled by the engine (e.g. Triton's sender.is_cancelled)
+    received: float | None = None  # wall clock when the serving layer got it: the trace's "received" milestone

@@ -375,9 +375,10 @@ class Text2SemanticService:
         parameters: Mapping[str, object],
         stream: ResponseStream,
         pcm: bool = False,
+        received: float | None = None,
     ) -> None:
         """Answer a control request, refuse an invalid one, or start generating for it (its codes, or with ``pcm``
-        their audio, rendered in this process)."""
+        their audio, rendered in this process). ``received``: the wall clock when the model got the request."""
         try:
             if CANCEL_PARAMETER in parameters:
                 self._cancel(str(parameters[CANCEL_PARAMETER]), texts, tensors)
@@ -399,6 +400,7 @@ class Text2SemanticService:
                 on_codes=target.send_codes,
                 on_done=lambda reason, message: self._done(triton_id, key, target, reason, message),
                 is_cancelled=target.is_cancelled,
+                received=received,
             )
             try:
                 self.engine.submit(request)

@@ -21,7 +21,8 @@ _LINE = re.compile(re.escape(PREFIX) + r"(\w+) (\{.*\})")
 
 # (segment, from milestone, to milestone); "tts." and "t2s." say whose line the milestone is on.
 SEGMENTS = [
-    ("to_engine", "tts.start", "t2s.submitted"),  # tts's BLS call, text2semantic's stub, parsing and tokenising
+    ("to_model", "tts.start", "t2s.received"),  # tts's BLS call through Triton to text2semantic's execute
+    ("to_engine", "t2s.received", "t2s.submitted"),  # reading the inputs, parsing and tokenising the prompt
     ("admission_wait", "t2s.submitted", "t2s.prefill_start"),  # queued behind the loop's current work
     ("prefill", "t2s.prefill_start", "t2s.prefill_end"),  # the pass that prefilled it (with pass_rows others)
     ("first_frames", "t2s.prefill_end", "t2s.first_codes"),  # decode steps (and other passes) to stream_frames

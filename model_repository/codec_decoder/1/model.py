@@ -29,7 +29,11 @@ class TritonPythonModel:
         params = model_parameters(args)
         use_compile_cache(params["compile_cache_dir"])
         self.codec = codec_for_instance(args, params, "decoder", instance_device(args))
-        self.plan = ChunkPlan(chunk_frames=int(params["chunk_frames"]), context_frames=int(params["context_frames"]))
+        self.plan = ChunkPlan(
+            chunk_frames=int(params["chunk_frames"]),
+            context_frames=int(params["context_frames"]),
+            first_chunk_frames=int(params["first_chunk_frames"]),  # a compiled decoder keeps this length too
+        )
         if params["compile_decoder"] == "true":
             if not isinstance(self.codec, Codec):
                 raise ValueError("knob compile_decoder applies to runtime torch only")
