@@ -281,6 +281,36 @@ def test_chunked_decoding_equals_whole_decoding_within_tolerance(
     assert float((no_context - whole).abs().max()) > 10 * CHUNKED_TOLERANCE
 
 
+def test_after_the_warm_up_no_served_window_compiles_the_decoder(tiny_checkpoint: Path) -> None:
+    """Every (batch, length, strides) the waveform decoder sees while serving was compiled by `warm_up`: no request
+    pays for a compile. (A slice of a longer latent has other strides than a window's own latent; the compiled
+    decoder is specialised on strides, so each such input compiled apart at its first use on the GPU.)"""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    compiled: list[tuple[int, ...]] = []
+
+    def counting(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> object:
+        compiled.append(tuple(inputs[0].shape))
+        return graph.forward
+
+    plan = ChunkPlan(chunk_frames=64, context_frames=64, first_chunk_frames=8)
+    served = Codec.from_checkpoint(tiny_checkpoint)
+    served.compile_decoder(max_batch=4, plan=plan, backend=counting)
+    served.warm_up(plan)
+    assert len(compiled) == 3 * len(bucket_sizes(4))  # first chunk, chunk + margin, whole window; per bucket
+    warmed = len(compiled)
+    windows = [*mixed_windows(plan), *plan_windows(validate_codes(random_codes(30, seed=10)), plan)]
+    expected = reference_windows(served, windows)
+    got = [pcm for size in (1, 2, 3, 4) for pcm in served.decode_windows(windows[:size])]
+    got += served.decode_windows(windows[4:])
+    torch._dynamo.reset()
+    assert compiled[warmed:] == []
+    order = [index for size in (1, 2, 3, 4) for index in range(size)] + list(range(4, len(windows)))
+    for a, b in zip(got, [expected[index] for index in order], strict=True):
+        assert a.shape == b.shape and float((a - b).abs().max()) < 1e-5
+
+
 def test_bucket_padding_does_not_change_the_windows(codec: Codec) -> None:
     """compile_decoder pads batches up to bucket sizes; the padding rows must not leak into real ones."""
     assert bucket_sizes(32) == (1, 2, 4, 8, 16, 24, 32)

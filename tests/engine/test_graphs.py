@@ -63,11 +63,8 @@ def _generate(model: BatchedDualAR, cuda_graphs: bool, capture_at_load: bool = F
         capture_at_load=capture_at_load,
     )
     engine = Engine(model, config)
-    buckets = all_buckets(4, 64, 512)
-    batches = sorted({batch for batch, _ in buckets})
     if capture_at_load:  # every bucket now, none at first use
-        assert engine.capture_graphs() == len(buckets) + len(batches)
-        assert sorted(engine.runner.graphs) == buckets and sorted(engine.runner.first_graphs) == batches
+        assert engine.capture_graphs() == len(all_buckets(4, 64, 512)) == len(engine.runner.graphs)
     out: dict[str, list[torch.Tensor]] = {}
     texts = {"a": "first request", "b": "second, a longer request text", "c": "third"}
     for step in range(400):
@@ -82,8 +79,6 @@ def _generate(model: BatchedDualAR, cuda_graphs: bool, capture_at_load: bool = F
         if not engine.step() and step >= len(texts):
             break
     assert engine.runner.graphs or not cuda_graphs
-    if capture_at_load:
-        assert sorted(engine.runner.graphs) == buckets and sorted(engine.runner.first_graphs) == batches
     return {name: torch.cat(chunks, dim=1) for name, chunks in out.items()}
 
 

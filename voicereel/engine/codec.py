@@ -28,7 +28,7 @@ context, i.e. it is decoded exactly as the whole utterance starts.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -306,7 +306,7 @@ class Codec(WindowedDecoding):
         if dac.sample_rate != SAMPLE_RATE or dac.frame_length != FRAME_SAMPLES:
             raise ValueError(f"codec runs at {dac.sample_rate} Hz / {dac.frame_length} samples per frame")
 
-    def compile_decoder(self, max_batch: int, plan: ChunkPlan) -> None:
+    def compile_decoder(self, max_batch: int, plan: ChunkPlan, backend: str | Callable[..., Any] = "inductor") -> None:
         """torch.compile the waveform decoder (1.4x the decode throughput of an H200 at batch 16, measured).
 
         Compiled code is specialised per input shape, so batches are padded up to a bucket size (see
@@ -314,9 +314,10 @@ class Codec(WindowedDecoding):
         utterance's short first chunk, the rendered chunk plus margin (full-context windows skip the rest of their
         context; a second window, whose context is the first chunk, fits it too), and the whole window. A first
         window of 8 frames thus decodes 8 frames, not the 128 of a whole window (16x less work for the first audio
-        of a burst of streams). `warm_up` compiles them all.
+        of a burst of streams). `warm_up` compiles them all. ``backend``: torch.compile's (tests count the graphs
+        compiled with a backend of their own).
         """
-        self.dac.decoder = torch.compile(self.dac.decoder, dynamic=False)
+        self.dac.decoder = torch.compile(self.dac.decoder, dynamic=False, backend=backend)
         # Every length is its own graph: 3 lengths x 7 buckets is past dynamo's default of 8 graphs per function,
         # beyond which it would silently run the decoder eagerly.
         limit = max(int(torch._dynamo.config.cache_size_limit), 64)
@@ -417,5 +418,7 @@ class Codec(WindowedDecoding):
             codes = torch.cat([codes, codes[:1].expand(bucket - batch, -1, -1)])
         latent = self.dac.quantizer.decode(codes)
         per_frame = latent.shape[-1] // frames
-        audio = self.dac.decoder(latent[..., skip * per_frame :])
+        # contiguous: a compiled decoder is specialised on strides too, and a slice of a longer latent has others
+        # than the latent of a window that starts there (each would compile apart, at its first use)
+        audio = self.dac.decoder(latent[..., skip * per_frame :].contiguous())
         return audio[:batch, 0].to(torch.float32)

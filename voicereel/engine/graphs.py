@@ -10,13 +10,12 @@ rows (frame, position, counters, penalty ring) are undone from a snapshot; its c
 same positions the replay writes next, with the same values, so they need no undo.
 
 Admissions use the same machinery for their first frames (``sample_first``): the frame sampler over static
-input rows, one graph per batch bucket. Graphs are captured at first use, or every one at load (decode and
-first-frame buckets: ``Engine.capture_graphs``, knob ``capture_at_load``).
+input rows, one graph per batch bucket. Graphs are captured at first use, or all decode buckets at load
+(``Engine.capture_graphs``, knob ``capture_at_load``; first-frame graphs still at first use).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -129,16 +128,6 @@ class DecodeRunner:
         missing = [bucket for bucket in buckets if bucket not in self.graphs]
         for batch, kv_len in missing:
             self.graphs[(batch, kv_len)] = self._capture(batch, kv_len)
-        return len(missing)
-
-    def capture_first(self, batches: list[int]) -> int:
-        """Capture the first-frame graphs of ``batches`` not captured yet (at load, so an admission of that many
-        rows waits on no capture); returns how many were captured. Their warm-up runs write only static rows."""
-        if not self.use_graphs:
-            return 0
-        missing = [batch for batch in batches if batch not in self.first_graphs]
-        for batch in missing:
-            self.first_graphs[batch] = self._record(functools.partial(self._first_step, batch))
         return len(missing)
 
     def _row_tensors(self, batch: int) -> list[torch.Tensor]:

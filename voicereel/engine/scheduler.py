@@ -164,21 +164,17 @@ class Engine:
 
     @torch.inference_mode()  # as ``step``: the compiled pieces see the same grad mode and tensor kinds
     def capture_graphs(self) -> int:
-        """Capture every decode bucket's CUDA graph and every batch bucket's first-frame graph now (before ``start``,
-        no slot busy); returns how many were captured: 0 without ``cuda_graphs`` or ``capture_at_load``."""
+        """Capture every decode bucket's CUDA graph now (before ``start``, no slot busy); returns how many were
+        captured: 0 without ``cuda_graphs`` or ``capture_at_load``."""
         config = self.config
         if not (config.cuda_graphs and config.capture_at_load):
             return 0
         if self._by_slot:
             raise RuntimeError("capture_graphs needs every slot idle")
         started = time.perf_counter()
-        buckets = all_buckets(config.max_slots, config.kv_block, config.slot_capacity)
-        count = self.runner.capture(buckets)
-        first = self.runner.capture_first(sorted({batch for batch, _ in buckets}))
-        log.warning(  # warning: shown at Triton's default log level, beside the load times
-            "captured %d decode graphs and %d first-frame graphs in %.1fs", count, first, time.perf_counter() - started
-        )
-        return count + first
+        count = self.runner.capture(all_buckets(config.max_slots, config.kv_block, config.slot_capacity))
+        log.info("captured %d decode graphs in %.1fs", count, time.perf_counter() - started)
+        return count
 
     def start(self, cuda_stream: torch.cuda.Stream | None = None) -> None:
         """Run the loop on a thread of its own; its GPU work goes to ``cuda_stream`` when given (e.g. one of a
