@@ -120,8 +120,9 @@ def encode_in_calling_thread(encoding: Any) -> None:
     ``FishTokenizer.encode`` cuts its text into pieces and hands them to ``encode_batch``, which starts a pool of
     up to eight threads on every call. A request's prompt takes about six such calls; in text2semantic's stub,
     whose decode loop holds the GIL between steps, starting and joining those threads cost each request
-    milliseconds, and requests reach the engine one after another (on the H100, 12.5 ms apart at 16 streams,
-    perf/results). The tokens are the same: ``encode_batch`` maps ``encode`` with the same arguments.
+    milliseconds (on an H100 a burst of 16 requests reached the engine 12.5 ms apart with the pools, ~5 ms apart
+    without; perf/results, eleventh session). The tokens are the same: ``encode_batch`` maps ``encode`` with the
+    same arguments.
     """
 
     def encode_batch(

@@ -319,7 +319,7 @@ class Codec(WindowedDecoding):
         """
         self.dac.decoder = torch.compile(self.dac.decoder, dynamic=False, backend=backend)
         # Every length is its own graph: 3 lengths x 7 buckets is past dynamo's default of 8 graphs per function,
-        # beyond which it would silently run the decoder eagerly.
+        # beyond which it stops compiling new shapes (they would run eagerly).
         limit = max(int(torch._dynamo.config.cache_size_limit), 64)
         torch._dynamo.config.cache_size_limit = limit
         self.batch_buckets = bucket_sizes(max_batch)
