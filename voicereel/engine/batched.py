@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from fish_speech.models.text2semantic.llama import Attention, DualARTransformer, TransformerBlock, apply_rotary_emb
 
+from voicereel.engine.compile_limits import allow_graphs_per_function
 from voicereel.engine.prompt import TokenSpace
 from voicereel.engine.sampling import sample_tensors
 
@@ -252,7 +253,6 @@ class DecodeKernels:
 
 
 def _configure_dynamo() -> None:
-    import torch._dynamo
     import torch.fx.experimental._config as fx_config
 
     # Size 1 (batch 1, one cached codebook) would otherwise get graphs of its own: fewer graphs to compile.
@@ -261,11 +261,7 @@ def _configure_dynamo() -> None:
     # Without this, sizes that happen to be equal when a piece is first traced (batch 2 and the RoPE pair,
     # batch 8 and the KV heads) are assumed equal forever, and every other batch bucket recompiles.
     fx_config.use_duck_shape = False
-    limit = max(int(torch._dynamo.config.cache_size_limit), 64)
-    torch._dynamo.config.cache_size_limit = limit
-    torch._dynamo.config.accumulated_cache_size_limit = max(
-        int(torch._dynamo.config.accumulated_cache_size_limit), 8 * limit
-    )
+    allow_graphs_per_function()
 
 
 # The one-row pieces are functions of their own (dynamo keeps compiled graphs per code object, so the one-row graphs

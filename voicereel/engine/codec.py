@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from voicereel.engine.checkpoints import load_codec
+from voicereel.engine.compile_limits import allow_graphs_per_function
 
 SAMPLE_RATE = 44_100
 FRAME_SAMPLES = 2048  # samples per code frame: 44100 / 2048 = 21.53 frames per second
@@ -151,10 +152,15 @@ def make_window(codes: torch.Tensor, start: int, end: int, plan: ChunkPlan) -> D
     return DecodeWindow(codes=window, context_frames=start - first, num_frames=end - first)
 
 
+def decoder_skip(context_frames: int) -> int:
+    """Frames of context the waveform decoder may leave out: all but its margin."""
+    return max(0, context_frames - DECODER_MARGIN_FRAMES)
+
+
 def window_spans(plan: ChunkPlan) -> tuple[int, ...]:
     """The waveform decoder lengths (frames) a compiled codec keeps, shortest first: the first chunk (when shorter
     than the rest), the chunk plus its margin, the whole window."""
-    skip = max(0, plan.context_frames - DECODER_MARGIN_FRAMES)
+    skip = decoder_skip(plan.context_frames)
     spans = {plan.window_frames - skip, plan.window_frames}
     if 0 < plan.first_chunk_frames < plan.window_frames - skip:
         spans.add(plan.first_chunk_frames)
@@ -251,7 +257,7 @@ class WindowedDecoding:
 
     def window_skip(self, window: DecodeWindow) -> int:
         """Frames of `window` the waveform decoder may leave out: the context before its margin."""
-        return max(0, window.context_frames - DECODER_MARGIN_FRAMES)
+        return decoder_skip(window.context_frames)
 
     def window_call(self, window: DecodeWindow) -> tuple[int, int]:
         """`(skip, end)` of the `decode_span` call that renders `window`; windows with equal pairs share a call.
@@ -318,13 +324,10 @@ class Codec(WindowedDecoding):
         compiled with a backend of their own).
         """
         self.dac.decoder = torch.compile(self.dac.decoder, dynamic=False, backend=backend)
-        # Every length is its own graph: 3 lengths x 7 buckets is past dynamo's default of 8 graphs per function,
-        # beyond which it stops compiling new shapes (they would run eagerly).
-        limit = max(int(torch._dynamo.config.cache_size_limit), 64)
-        torch._dynamo.config.cache_size_limit = limit
+        allow_graphs_per_function()  # every length is its own graph: 3 lengths x 7 buckets is past dynamo's default 8
         self.batch_buckets = bucket_sizes(max_batch)
         self.fixed_spans = window_spans(plan)
-        self.fixed_skip = max(0, plan.context_frames - DECODER_MARGIN_FRAMES)
+        self.fixed_skip = decoder_skip(plan.context_frames)
 
     def window_call(self, window: DecodeWindow) -> tuple[int, int]:
         if not self.fixed_spans:
