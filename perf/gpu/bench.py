@@ -144,8 +144,9 @@ def main() -> None:
         "--variant",
         action="append",
         default=[],
-        metavar="SCOPE.KNOB=VALUE",
-        help="after the run, restart with this setting added (compile caches kept) and run the client again",
+        metavar="SCOPE.KNOB=VALUE[,SCOPE.KNOB=VALUE...]",
+        help="after the run, restart with these settings added (compile caches kept) and run the client again; "
+        "each --variant is one such run, in order",
     )
     parser.add_argument(
         "--variant-concurrency", type=int, nargs="+", default=[16], help="throughput levels of the variant's client run"
@@ -182,12 +183,14 @@ def main() -> None:
     elif not (args.checkpoint / "model.pth").exists():  # the same seed always gives the same weights
         make_benchmark_checkpoint(args.checkpoint, seed=0, device="cuda")
     figures["checkpoint_s"] = time.perf_counter() - t0
-    if args.ours:
-        run_ours(args, work, figures)
-    if args.upstream:
-        run_upstream(args, figures)
-    (args.out / "figures.json").write_text(json.dumps(figures, indent=2))
-    print(json.dumps(figures, indent=2))
+    try:
+        if args.ours:
+            run_ours(args, work, figures)
+        if args.upstream:
+            run_upstream(args, figures)
+    finally:  # a failure part-way keeps the figures measured before it
+        (args.out / "figures.json").write_text(json.dumps(figures, indent=2))
+        print(json.dumps(figures, indent=2))
 
 
 def build_repository(args: argparse.Namespace, settings: list[str], dest: Path) -> None:
@@ -282,15 +285,19 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
             figures["warm_restart_models_s"] = model_load_times(args.out / "logs")
             cached = sum(f.stat().st_size for f in compile_cache.rglob("*") if f.is_file())
             figures["compile_cache_mib"] = round(cached / 2**20, 1)
-        if args.variant:
-            # The same server with --variant settings added, started on the compile caches kept from above: an A/B
-            # of settings within one device call (its start is not a cold start).
+        # Each --variant: the same server with its settings added, started on the compile caches kept from above (an
+        # A/B of settings within one device call; its start is not a cold start).
+        variants: list[dict[str, Any]] = []
+        for number, variant_arg in enumerate(args.variant):
             supervisor.stop_all()
-            build_repository(args, [*settings, *args.variant], work / "model_repository_variant")
-            variant: dict[str, Any] = {"settings": args.variant, "start_s": start(work / "model_repository_variant")}
+            extra = [item for item in variant_arg.split(",") if item]
+            repository = work / f"model_repository_variant{number}"
+            build_repository(args, [*settings, *extra], repository)
+            variant: dict[str, Any] = {"settings": extra, "start_s": start(repository)}
             levels = [c for c in args.variant_concurrency if c <= args.slots] if not args.cpu else [2]
-            variant.update(run_client(args, ports, levels, args.out / "tts-variant.json"))
-            figures["variant"] = variant
+            variant.update(run_client(args, ports, levels, args.out / f"tts-variant{number}.json"))
+            variants.append(variant)
+            figures["variants"] = variants
 
 
 def run_upstream(args: argparse.Namespace, figures: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from voicereel.engine.trace import SEGMENTS, FirstChunkTrace, first_chunk_segments, parse_traces
+from voicereel.engine.trace import SEGMENTS, FirstChunkTrace, first_chunk_segments, log_execution, parse_traces
 
 
 def test_a_trace_keeps_first_stamps_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -75,3 +75,30 @@ def test_a_missing_milestone_leaves_out_only_its_segments() -> None:
     segments = first_chunk_segments(parse_traces(_lines("x", 0, 5.0, offsets, 1)))["x"]
     assert "first_codec" not in segments and "send" not in segments
     assert segments["total"] == pytest.approx(0.31) and segments["prefill"] == pytest.approx(0.05)
+
+
+def test_codec_executions_split_the_first_codec_segment(caplog: pytest.LogCaptureFixture) -> None:
+    """The execution that returned the first window is the last to end between the window's send and its PCM."""
+    logger = logging.getLogger("trace-test")
+    with caplog.at_level(logging.WARNING, logger="trace-test"):
+        log_execution(logger, "codec_decoder", 0.0, 3)
+    line = caplog.records[0].getMessage()
+    assert line.startswith("trace codec_decoder ") and parse_traces([line])["codec_decoder"][0]["rows"] == 3
+    executions = [  # (start, end, rows) in seconds after 100.0; the window left tts at 0.15, its PCM came at 0.30
+        (0.10, 0.16, 2),  # began before the window was sent
+        (0.17, 0.20, 5),  # ran in between, but not the last to end
+        (0.21, 0.27, 14),  # served it
+        (0.28, 0.35, 1),  # ended after the PCM arrived
+    ]
+    lines = _lines("latency16", 0, 100.0, OFFSETS, 16)
+    lines += [
+        f"trace codec_decoder {json.dumps({'start': 100 + a, 'end': 100 + b, 'rows': n})}" for a, b, n in executions
+    ]
+    segments = first_chunk_segments(parse_traces(lines))["latency16"]
+    assert segments["codec_queue"] == pytest.approx(0.06) and segments["codec_run"] == pytest.approx(0.06)
+    assert segments["codec_return"] == pytest.approx(0.03) and segments["codec_rows"] == 14
+    assert segments["codec_queue"] + segments["codec_run"] + segments["codec_return"] == pytest.approx(
+        segments["first_codec"]
+    )
+    alone = first_chunk_segments(parse_traces(_lines("latency16", 0, 100.0, OFFSETS, 16)))["latency16"]
+    assert "codec_run" not in alone and alone["first_codec"] == pytest.approx(0.15)

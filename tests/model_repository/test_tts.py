@@ -48,15 +48,15 @@ def test_stream_equals_decoding_all_codes_at_once(speech_triton: SpeechServer, t
 
 def test_first_chunk_trace_splits_the_latency(speech_triton: SpeechServer, run_dir: Path) -> None:
     """With the shared knob trace_requests (on in this server) tts and text2semantic each log a trace line for the
-    request; joined (voicereel.engine.trace), every segment of its first-chunk latency is there, none negative, and
-    they add up to the total."""
+    request and codec_decoder one per execution; joined (voicereel.engine.trace), every segment of its first-chunk
+    latency is there, none negative, and they add up to the total; the codec execution splits the first codec call."""
     call = Call(speech_triton.url, MODEL, "pcm", request_id="traced-7").start(speech_inputs("Traced words.", seed=7))
     assert call.wait().error is None, call.message
     log = run_dir / "logs" / "triton.log"
     deadline = time.monotonic() + 20
     while True:  # the stubs' log lines reach Triton's log asynchronously
         segments = first_chunk_segments(parse_traces(log.read_text(errors="replace").splitlines())).get("traced")
-        if segments is not None or time.monotonic() > deadline:
+        if (segments is not None and "codec_run" in segments) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert segments is not None, "no joined trace lines for request traced-7 in Triton's log"
@@ -65,6 +65,9 @@ def test_first_chunk_trace_splits_the_latency(speech_triton: SpeechServer, run_d
     assert all(segments[name] >= 0 for name in parts), segments
     assert sum(segments[name] for name in parts) == pytest.approx(segments["total"], abs=1e-3)
     assert segments["total"] > 0
+    codec = [segments[name] for name in ("codec_queue", "codec_run", "codec_return")]
+    assert segments["codec_rows"] >= 1 and all(part >= 0 for part in codec), segments
+    assert sum(codec) == pytest.approx(segments["first_codec"], abs=1e-3)
 
 
 @pytest.mark.parametrize(

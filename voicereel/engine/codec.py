@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from voicereel.engine.checkpoints import load_codec
+from voicereel.engine.codec_graphs import SpanGraphs
 from voicereel.engine.compile_limits import allow_graphs_per_function
 
 SAMPLE_RATE = 44_100
@@ -165,6 +166,14 @@ def window_spans(plan: ChunkPlan) -> tuple[int, ...]:
     if 0 < plan.first_chunk_frames < plan.window_frames - skip:
         spans.add(plan.first_chunk_frames)
     return tuple(sorted(spans))
+
+
+def graph_calls(plan: ChunkPlan) -> tuple[tuple[int, int], ...]:
+    """Every `(skip, end)` a codec with fixed shapes (`Codec.window_call`) can pick for windows of ``plan``."""
+    calls: set[tuple[int, int]] = set()
+    for skip in {0, decoder_skip(plan.context_frames)}:
+        calls.update((skip, skip + span) for span in window_spans(plan) if skip + span <= plan.window_frames)
+    return tuple(sorted(calls))
 
 
 def bucket_sizes(max_batch: int) -> tuple[int, ...]:
@@ -309,6 +318,7 @@ class Codec(WindowedDecoding):
         self.batch_buckets: tuple[int, ...] = ()
         self.fixed_spans: tuple[int, ...] = ()
         self.fixed_skip = 0
+        self.graphs: SpanGraphs | None = None  # set by capture_graphs
         if dac.sample_rate != SAMPLE_RATE or dac.frame_length != FRAME_SAMPLES:
             raise ValueError(f"codec runs at {dac.sample_rate} Hz / {dac.frame_length} samples per frame")
 
@@ -325,9 +335,30 @@ class Codec(WindowedDecoding):
         """
         self.dac.decoder = torch.compile(self.dac.decoder, dynamic=False, backend=backend)
         allow_graphs_per_function()  # every length is its own graph: 3 lengths x 7 buckets is past dynamo's default 8
+        self.fix_shapes(max_batch, plan)
+
+    def fix_shapes(self, max_batch: int, plan: ChunkPlan) -> None:
+        """Pad decode batches up to `bucket_sizes(max_batch)` and run the waveform decoder at the lengths of
+        `window_spans(plan)` only, from frame 0 or `decoder_skip(context)` (what compiled code and graphs need)."""
         self.batch_buckets = bucket_sizes(max_batch)
         self.fixed_spans = window_spans(plan)
         self.fixed_skip = decoder_skip(plan.context_frames)
+
+    def capture_graphs(self, max_batch: int, plan: ChunkPlan) -> int:
+        """Capture every decode call of fixed shape (`graph_calls` per batch bucket) as a CUDA graph, each after a
+        real run (so a compiled decoder compiles here); later calls of those shapes replay them. Returns how many
+        were captured. Shapes are fixed first (`fix_shapes`) unless `compile_decoder` did."""
+        if self.device.type != "cuda":
+            raise ValueError("CUDA graphs need the codec on a CUDA device")
+        if not self.fixed_spans:
+            self.fix_shapes(max_batch, plan)
+        graphs = SpanGraphs()
+        with torch.inference_mode():
+            for bucket in self.batch_buckets:
+                for skip, end in graph_calls(plan):
+                    graphs.capture(self._decode_padded, (bucket, NUM_CODEBOOKS, end), skip, self.device)
+        self.graphs = graphs
+        return len(graphs)
 
     def window_call(self, window: DecodeWindow) -> tuple[int, int]:
         if not self.fixed_spans:
@@ -415,13 +446,20 @@ class Codec(WindowedDecoding):
         """`DAC.decode` in its two stages: the latent of all `T` frames (the quantizer's lookup, causal
         transformer and upsampling), then the waveform decoder on the latent from frame `skip` on."""
         codes = codes.to(self.device, torch.int64)
-        batch, _, frames = codes.shape
+        batch = codes.shape[0]
         bucket = next((size for size in self.batch_buckets if size >= batch), batch)
         if bucket > batch:  # padding rows are decoded and dropped: batch items do not interact
             codes = torch.cat([codes, codes[:1].expand(bucket - batch, -1, -1)])
+        audio = self.graphs.replay(codes, skip) if self.graphs is not None else None
+        if audio is None:
+            audio = self._decode_padded(codes, skip)
+        return audio[:batch]
+
+    def _decode_padded(self, codes: torch.Tensor, skip: int) -> torch.Tensor:
+        """`decode_span` of a batch already on the device, int64 and padded to its bucket: float32 PCM."""
         latent = self.dac.quantizer.decode(codes)
-        per_frame = latent.shape[-1] // frames
+        per_frame = latent.shape[-1] // codes.shape[2]
         # contiguous: a compiled decoder is specialised on strides too, and a slice of a longer latent has others
         # than the latent of a window that starts there (each would compile apart, at its first use)
         audio = self.dac.decoder(latent[..., skip * per_frame :].contiguous())
-        return audio[:batch, 0].to(torch.float32)
+        return audio[:, 0].to(torch.float32)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from voicereel.engine.batched import BatchedDualAR
+from voicereel.engine.cuda_graph import record_graph
 from voicereel.engine.sampling import SamplingRows
 from voicereel.engine.step import HashTables, SlotState, decode_step, sample_frame
 
@@ -144,20 +145,7 @@ class DecodeRunner:
         return self._record(lambda: decode_step(self.model, self.state, self.tables, batch, kv_len), undo)
 
     def _record(self, run: Callable[[], None], after_warm_up: Callable[[], None] | None = None) -> torch.cuda.CUDAGraph:
-        """A warm-up run of ``run`` on a side stream (then ``after_warm_up``), then ``run`` captured into a graph
-        that shares this runner's memory pool."""
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            run()
-        torch.cuda.current_stream().wait_stream(side)
-        if after_warm_up is not None:
-            after_warm_up()
+        """``run`` captured into a graph that shares this runner's memory pool (``cuda_graph.record_graph``)."""
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: other threads of the process may use the GPU meanwhile (the in-process codec worker,
-        # pcm_render); the default, global, makes their allocations and synchronisations fail the capture.
-        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            run()
-        return graph
+        return record_graph(run, self._pool, after_warm_up)

@@ -151,8 +151,9 @@ def onnx_codec_for_model(args: dict[str, str], params: dict[str, str], side: str
     """
     if params.get("dtype", "float32") not in ("float32", "auto"):  # auto: the export's own dtype
         raise OnnxCodecError(f"runtime onnxruntime serves the float32 export; dtype is {params['dtype']!r}")
-    if params.get("compile_decoder", "false") == "true":
-        raise OnnxCodecError("compile_decoder applies to runtime torch only; turn it off with runtime onnxruntime")
+    for knob in ("compile_decoder", "cuda_graphs"):
+        if params.get(knob, "false") == "true":
+            raise OnnxCodecError(f"{knob} applies to runtime torch only; turn it off with runtime onnxruntime")
     path = model_onnx_path(args)
     if side == "encoder":
         return OnnxCodec(encoder=path, device=device)

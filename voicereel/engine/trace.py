@@ -5,6 +5,9 @@ line, ``trace <model> {json}``, once its first chunk has left. The models run in
 so their wall clocks agree; ``first_chunk_segments`` joins the lines of both (tts's ``stream`` is the id it gives
 text2semantic, which prefixes the engine's own request id) and splits each request's first-chunk latency into
 segments, per group of client request ids (``<label>-<n>``, as perf/gpu/bench_tts.py names them).
+
+codec_decoder logs one line per execution instead (``log_execution``: start, end, rows): the execution that
+returned a request's first window splits its ``first_codec`` segment into queue, run and return.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ SEGMENTS = [
 ]
 
 
+# Parts of ``first_codec``, from the codec_decoder execution that served the first window (``_serving_execution``).
+CODEC_SEGMENTS = ["codec_queue", "codec_run", "codec_return", "codec_rows"]
+
+
 class FirstChunkTrace:
     """Milestones of one request in one model; ``emit`` logs them once."""
 
@@ -55,6 +62,12 @@ class FirstChunkTrace:
             logger.warning("%s%s %s", PREFIX, self.model, json.dumps(self.fields, sort_keys=True))
 
 
+def log_execution(logger: logging.Logger, model: str, started: float, rows: int) -> None:
+    """One line for an execution of a batched model that began at wall-clock ``started`` and ends now."""
+    fields = {"start": started, "end": time.time(), "rows": rows}
+    logger.warning("%s%s %s", PREFIX, model, json.dumps(fields, sort_keys=True))
+
+
 def parse_traces(lines: Iterable[str]) -> dict[str, list[dict[str, object]]]:
     """Trace lines of a log (other lines ignored), per model."""
     traces: dict[str, list[dict[str, object]]] = {}
@@ -69,6 +82,22 @@ def _number(value: object) -> float:
     if isinstance(value, int | float):
         return float(value)
     raise ValueError(f"trace field {value!r} is not a number")
+
+
+def _codec_split(executions: list[dict[str, object]], asked: float, answered: float) -> dict[str, float]:
+    """``first_codec`` (window ``asked`` .. PCM ``answered``) split at the codec_decoder execution that served it:
+    the last one to end in between (none found: no split)."""
+    inside = [e for e in executions if asked <= _number(e["start"]) and _number(e["end"]) <= answered]
+    if not inside:
+        return {}
+    serving = max(inside, key=lambda e: _number(e["end"]))
+    start, end = _number(serving["start"]), _number(serving["end"])
+    return {
+        "codec_queue": start - asked,
+        "codec_run": end - start,
+        "codec_return": answered - end,
+        "codec_rows": _number(serving["rows"]),
+    }
 
 
 def first_chunk_segments(traces: dict[str, list[dict[str, object]]]) -> dict[str, dict[str, float]]:
@@ -90,11 +119,15 @@ def first_chunk_segments(traces: dict[str, list[dict[str, object]]]) -> dict[str
         }
         if "pass_rows" in t2s:
             row["pass_rows"] = _number(t2s["pass_rows"])
+        if "tts.first_codes" in stamps and "tts.first_codec" in stamps:
+            row |= _codec_split(
+                traces.get("codec_decoder", []), _number(stamps["tts.first_codes"]), _number(stamps["tts.first_codec"])
+            )
         label = str(tts.get("request_id", "")).rpartition("-")[0] or "unlabelled"
         rows.setdefault(label, []).append(row)
     summary: dict[str, dict[str, float]] = {}
     for label, group in rows.items():
-        keys = [name for name, _, _ in SEGMENTS] + ["pass_rows"]
+        keys = [name for name, _, _ in SEGMENTS] + ["pass_rows", *CODEC_SEGMENTS]
         summary[label] = {"requests": float(len(group))}
         for key in keys:
             values = [row[key] for row in group if key in row]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import triton_python_backend_utils as pb_utils
@@ -9,6 +11,7 @@ import triton_python_backend_utils as pb_utils
 from voicereel.engine.codec import ChunkPlan, Codec
 from voicereel.engine.codec_serving import decode_requests
 from voicereel.engine.onnx_codec import OnnxCodec, codec_for_instance
+from voicereel.engine.trace import log_execution
 from voicereel.engine.triton_glue import (
     dump_stacks_on_sigusr1,
     instance_device,
@@ -27,6 +30,8 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         dump_stacks_on_sigusr1()
         params = model_parameters(args)
+        self.trace_requests = params["trace_requests"] == "true"  # one line per execution (voicereel.engine.trace)
+        self.log = logging.getLogger("codec_decoder")
         use_compile_cache(params["compile_cache_dir"])
         self.codec = codec_for_instance(args, params, "decoder", instance_device(args))
         self.plan = ChunkPlan(
@@ -34,12 +39,21 @@ class TritonPythonModel:
             context_frames=int(params["context_frames"]),
             first_chunk_frames=int(params["first_chunk_frames"]),  # a compiled decoder keeps this length too
         )
-        if params["compile_decoder"] == "true":
+        compile_decoder, cuda_graphs = params["compile_decoder"] == "true", params["cuda_graphs"] == "true"
+        if compile_decoder or cuda_graphs:
             if not isinstance(self.codec, Codec):
-                raise ValueError("knob compile_decoder applies to runtime torch only")
-            self.codec.compile_decoder(int(params["max_batch_size"]), self.plan)
-            self.codec.warm_up(self.plan)
+                raise ValueError("knobs compile_decoder and cuda_graphs apply to runtime torch only")
+            max_batch = int(params["max_batch_size"])
+            if compile_decoder:
+                self.codec.compile_decoder(max_batch, self.plan)
+                self.codec.warm_up(self.plan)
+            if cuda_graphs:
+                self.codec.capture_graphs(max_batch, self.plan)
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        started = time.time()
         inputs = [request_inputs(pb_utils, request, INPUTS) for request in requests]
-        return responses(pb_utils, "pcm", decode_requests(self.codec, inputs, self.plan))
+        answers = responses(pb_utils, "pcm", decode_requests(self.codec, inputs, self.plan))
+        if self.trace_requests:
+            log_execution(self.log, "codec_decoder", started, len(requests))
+        return answers
