@@ -1,4 +1,5 @@
-"""CUDA graphs of the codec's decode calls: every window maps to a captured shape, and replays equal eager decodes."""
+"""CUDA graphs of the codec's waveform decoder: every window takes a captured length, and replays equal eager
+decodes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from voicereel.engine.codec import ChunkPlan, Codec, graph_calls, plan_windows, validate_codes
+from voicereel.engine.codec import ChunkPlan, Codec, plan_windows, validate_codes, window_spans
 from voicereel.engine.tts_stream import WindowFeed
 
 from .test_codec import mixed_windows, random_codes
@@ -18,24 +19,12 @@ def codec(tiny_checkpoint: Path) -> Codec:
     return Codec.from_checkpoint(tiny_checkpoint, "cpu", torch.float32)
 
 
-@pytest.mark.parametrize(
-    ("plan", "calls"),
-    [
-        (ChunkPlan(64, 64, 8), ((0, 8), (0, 72), (0, 128), (56, 64), (56, 128))),
-        (ChunkPlan(64, 64, 0), ((0, 72), (0, 128), (56, 128))),
-        (ChunkPlan(64, 4, 8), ((0, 8), (0, 68))),  # context under the margin: never a skip
-    ],
-)
-def test_graph_calls(plan: ChunkPlan, calls: tuple[tuple[int, int], ...]) -> None:
-    assert graph_calls(plan) == calls
-
-
 @pytest.mark.parametrize("plan", [ChunkPlan(64, 64, 8), ChunkPlan(64, 64, 0), ChunkPlan(32, 48, 4), ChunkPlan(64, 4)])
-def test_every_window_of_any_length_or_stream_takes_a_captured_call(codec: Codec, plan: ChunkPlan) -> None:
-    """A window whose (skip, end) was not captured would decode eagerly: none may exist, whole or streamed."""
+def test_every_window_of_any_length_or_stream_takes_a_captured_length(codec: Codec, plan: ChunkPlan) -> None:
+    """A window whose decoder length was not captured would decode eagerly: none may exist, whole or streamed."""
     codec.fix_shapes(8, plan)
     try:
-        calls = set(graph_calls(plan))
+        lengths = set(window_spans(plan))
         for frames in (1, 3, 8, 9, 40, 64, 71, 72, 73, 130, 200, 333):
             codes = validate_codes(random_codes(frames, seed=frames))
             windows = plan_windows(codes, plan)
@@ -43,7 +32,7 @@ def test_every_window_of_any_length_or_stream_takes_a_captured_call(codec: Codec
             for start in range(0, frames, 5):  # streamed in chunks of 5 frames
                 windows += feed.push(codes[:, start : start + 5])
             windows += feed.finish()
-            assert {codec.window_call(window) for window in windows} <= calls, frames
+            assert {end - skip for skip, end in map(codec.window_call, windows)} <= lengths, frames
     finally:
         codec.batch_buckets, codec.fixed_spans, codec.fixed_skip = (), (), 0
 
@@ -66,7 +55,7 @@ def test_graph_replays_equal_eager_decodes(tiny_checkpoint: Path, compiled: bool
     graphed = Codec.from_checkpoint(tiny_checkpoint, "cuda", torch.float32)
     if compiled:
         graphed.compile_decoder(2, plan)
-    assert graphed.capture_graphs(2, plan) == 2 * len(graph_calls(plan))
+    assert graphed.capture_graphs(2, plan) == 2 * len(window_spans(plan))
     got = [pcm for size in (1, 2, 5) for pcm in graphed.decode_windows(windows[:size])]
     again = graphed.decode_windows(windows)  # replays overwrite the graphs' outputs: earlier results are copies
     reference = [expected[index] for size in (1, 2, 5) for index in range(size)]

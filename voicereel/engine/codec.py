@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from voicereel.engine.checkpoints import load_codec
-from voicereel.engine.codec_graphs import SpanGraphs
+from voicereel.engine.codec_graphs import ShapeGraphs
 from voicereel.engine.compile_limits import allow_graphs_per_function
 
 SAMPLE_RATE = 44_100
@@ -166,14 +166,6 @@ def window_spans(plan: ChunkPlan) -> tuple[int, ...]:
     if 0 < plan.first_chunk_frames < plan.window_frames - skip:
         spans.add(plan.first_chunk_frames)
     return tuple(sorted(spans))
-
-
-def graph_calls(plan: ChunkPlan) -> tuple[tuple[int, int], ...]:
-    """Every `(skip, end)` a codec with fixed shapes (`Codec.window_call`) can pick for windows of ``plan``."""
-    calls: set[tuple[int, int]] = set()
-    for skip in {0, decoder_skip(plan.context_frames)}:
-        calls.update((skip, skip + span) for span in window_spans(plan) if skip + span <= plan.window_frames)
-    return tuple(sorted(calls))
 
 
 def bucket_sizes(max_batch: int) -> tuple[int, ...]:
@@ -318,7 +310,7 @@ class Codec(WindowedDecoding):
         self.batch_buckets: tuple[int, ...] = ()
         self.fixed_spans: tuple[int, ...] = ()
         self.fixed_skip = 0
-        self.graphs: SpanGraphs | None = None  # set by capture_graphs
+        self.graphs: ShapeGraphs | None = None  # the waveform decoder's, set by capture_graphs
         if dac.sample_rate != SAMPLE_RATE or dac.frame_length != FRAME_SAMPLES:
             raise ValueError(f"codec runs at {dac.sample_rate} Hz / {dac.frame_length} samples per frame")
 
@@ -345,18 +337,19 @@ class Codec(WindowedDecoding):
         self.fixed_skip = decoder_skip(plan.context_frames)
 
     def capture_graphs(self, max_batch: int, plan: ChunkPlan) -> int:
-        """Capture every decode call of fixed shape (`graph_calls` per batch bucket) as a CUDA graph, each after a
-        real run (so a compiled decoder compiles here); later calls of those shapes replay them. Returns how many
-        were captured. Shapes are fixed first (`fix_shapes`) unless `compile_decoder` did."""
+        """Capture the waveform decoder at every batch bucket and decoder length (`codec_graphs`) as CUDA graphs,
+        each after a real run (so a compiled decoder compiles here); later calls of those shapes replay them.
+        Returns how many were captured. Shapes are fixed first (`fix_shapes`) unless `compile_decoder` did."""
         if self.device.type != "cuda":
             raise ValueError("CUDA graphs need the codec on a CUDA device")
         if not self.fixed_spans:
             self.fix_shapes(max_batch, plan)
-        graphs = SpanGraphs()
+        graphs = ShapeGraphs(self._waveform)
         with torch.inference_mode():
             for bucket in self.batch_buckets:
-                for skip, end in graph_calls(plan):
-                    graphs.capture(self._decode_padded, (bucket, NUM_CODEBOOKS, end), skip, self.device)
+                for span in self.fixed_spans:
+                    codes = torch.zeros((bucket, NUM_CODEBOOKS, span), dtype=torch.int64, device=self.device)
+                    graphs.capture(self.dac.quantizer.decode(codes))
         self.graphs = graphs
         return len(graphs)
 
@@ -450,16 +443,14 @@ class Codec(WindowedDecoding):
         bucket = next((size for size in self.batch_buckets if size >= batch), batch)
         if bucket > batch:  # padding rows are decoded and dropped: batch items do not interact
             codes = torch.cat([codes, codes[:1].expand(bucket - batch, -1, -1)])
-        audio = self.graphs.replay(codes, skip) if self.graphs is not None else None
-        if audio is None:
-            audio = self._decode_padded(codes, skip)
-        return audio[:batch]
-
-    def _decode_padded(self, codes: torch.Tensor, skip: int) -> torch.Tensor:
-        """`decode_span` of a batch already on the device, int64 and padded to its bucket: float32 PCM."""
         latent = self.dac.quantizer.decode(codes)
         per_frame = latent.shape[-1] // codes.shape[2]
         # contiguous: a compiled decoder is specialised on strides too, and a slice of a longer latent has others
         # than the latent of a window that starts there (each would compile apart, at its first use)
-        audio = self.dac.decoder(latent[..., skip * per_frame :].contiguous())
-        return audio[:, 0].to(torch.float32)
+        latent = latent[..., skip * per_frame :].contiguous()
+        audio = self.graphs(latent) if self.graphs is not None else self._waveform(latent)
+        return audio[:batch]
+
+    def _waveform(self, latent: torch.Tensor) -> torch.Tensor:
+        """The waveform decoder: latent `[B, C, L]` -> float32 PCM `[B, samples]`."""
+        return self.dac.decoder(latent)[:, 0].to(torch.float32)
