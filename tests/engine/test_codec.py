@@ -352,3 +352,39 @@ def test_a_phased_dilated_conv_equals_the_dilated_conv(length: int, dilation: in
     expected = holder(x)
     assert phase_dilated_convs(holder) == 1 and type(holder[0]) is not torch.nn.Conv1d
     torch.testing.assert_close(holder(x), expected, atol=1e-5, rtol=0)
+
+
+def test_a_decoder_that_fails_to_compile_falls_back_to_eager(
+    tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A compile error at the warm-up (inductor failed on the real codec's shapes on an H100) must not stop
+    codec_decoder from loading: the eager decoder serves, the failure is logged, and the output is unchanged."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+
+    def failing(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> object:
+        raise TypeError("inductor could not split this loop")
+
+    plan = ChunkPlan(chunk_frames=64, context_frames=64, first_chunk_frames=8)
+    served = Codec.from_checkpoint(tiny_checkpoint)
+    eager = served.dac.decoder
+    served.compile_decoder(max_batch=2, plan=plan, backend=failing)
+    assert served.dac.decoder is not eager
+    with caplog.at_level("ERROR", logger="voicereel.engine.codec"):
+        assert served.warm_up(plan) is False
+    torch._dynamo.reset()
+    assert served.dac.decoder is eager
+    assert "compiled waveform decoder failed at warm-up" in caplog.text
+    windows = mixed_windows(plan)
+    for a, b in zip(served.decode_windows(windows), reference_windows(served, windows), strict=True):
+        assert a.shape == b.shape and float((a - b).abs().max()) < 1e-5
+
+
+def test_a_warm_up_failure_without_a_compiled_decoder_is_raised(codec: Codec, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(codes: torch.Tensor, skip: int) -> torch.Tensor:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(codec, "decode_span", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        codec.warm_up(ChunkPlan())

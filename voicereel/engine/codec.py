@@ -27,6 +27,7 @@ context, i.e. it is decoded exactly as the whole utterance starts.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -311,6 +312,7 @@ class Codec(WindowedDecoding):
         self.fixed_spans: tuple[int, ...] = ()
         self.fixed_skip = 0
         self.graphs: ShapeGraphs | None = None  # the waveform decoder's, set by capture_graphs
+        self._eager_decoder: Any = None  # set by compile_decoder: the decoder before compiling
         if dac.sample_rate != SAMPLE_RATE or dac.frame_length != FRAME_SAMPLES:
             raise ValueError(f"codec runs at {dac.sample_rate} Hz / {dac.frame_length} samples per frame")
 
@@ -325,6 +327,7 @@ class Codec(WindowedDecoding):
         of a burst of streams). `warm_up` compiles them all. ``backend``: torch.compile's (tests count the graphs
         compiled with a backend of their own).
         """
+        self._eager_decoder = self.dac.decoder
         self.dac.decoder = torch.compile(self.dac.decoder, dynamic=False, backend=backend)
         allow_graphs_per_function()  # every length is its own graph: 3 lengths x 7 buckets is past dynamo's default 8
         self.fix_shapes(max_batch, plan)
@@ -365,12 +368,22 @@ class Codec(WindowedDecoding):
         )
         return skip, end
 
-    def warm_up(self, plan: ChunkPlan) -> None:
-        """Decode one dummy batch per bucket size and decoder length so compilation happens now, not on a request."""
+    def warm_up(self, plan: ChunkPlan) -> bool:
+        """Decode one dummy batch per bucket size and decoder length so compilation happens now, not on a request.
+        If that fails with a compiled decoder (inductor has failed on some of the real codec's shapes: torch 2.11 on
+        an H100, eleventh session), the eager decoder is put back, the failure logged, and False returned."""
         dummy = torch.zeros((NUM_CODEBOOKS, plan.window_frames), dtype=torch.int32)
-        for size in self.batch_buckets or (1,):
-            for span in self.fixed_spans or (plan.window_frames,):
-                self.decode_span(dummy[None, :, :span].expand(size, -1, -1), 0)
+        try:
+            for size in self.batch_buckets or (1,):
+                for span in self.fixed_spans or (plan.window_frames,):
+                    self.decode_span(dummy[None, :, :span].expand(size, -1, -1), 0)
+        except Exception:
+            if self._eager_decoder is None:
+                raise
+            logging.getLogger(__name__).exception("compiled waveform decoder failed at warm-up; serving it eagerly")
+            self.dac.decoder, self._eager_decoder = self._eager_decoder, None
+            return False
+        return True
 
     @classmethod
     def from_checkpoint(

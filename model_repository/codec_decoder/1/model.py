@@ -33,22 +33,21 @@ class TritonPythonModel:
         self.trace_requests = params["trace_requests"] == "true"  # one line per execution (voicereel.engine.trace)
         self.log = logging.getLogger("codec_decoder")
         use_compile_cache(params["compile_cache_dir"])
-        self.codec = codec_for_instance(args, params, "decoder", instance_device(args))
+        device = instance_device(args)
+        self.codec = codec_for_instance(args, params, "decoder", device)
         self.plan = ChunkPlan(
             chunk_frames=int(params["chunk_frames"]),
             context_frames=int(params["context_frames"]),
             first_chunk_frames=int(params["first_chunk_frames"]),  # a compiled decoder keeps this length too
         )
-        compile_decoder, cuda_graphs = params["compile_decoder"] == "true", params["cuda_graphs"] == "true"
-        if compile_decoder or cuda_graphs:
+        if params["compile_decoder"] == "true":
             if not isinstance(self.codec, Codec):
-                raise ValueError("knobs compile_decoder and cuda_graphs apply to runtime torch only")
-            max_batch = int(params["max_batch_size"])
-            if compile_decoder:
-                self.codec.compile_decoder(max_batch, self.plan)
-                self.codec.warm_up(self.plan)
-            if cuda_graphs:
-                self.codec.capture_graphs(max_batch, self.plan)
+                raise ValueError("knob compile_decoder applies to runtime torch only")
+            self.codec.compile_decoder(int(params["max_batch_size"]), self.plan)
+            self.codec.warm_up(self.plan)  # falls back to the eager decoder (logged) if compiling fails
+        # graphs where they apply (runtime torch on a GPU instance), as text2semantic's cuda_graphs
+        if params["cuda_graphs"] == "true" and device.type == "cuda" and isinstance(self.codec, Codec):
+            self.codec.capture_graphs(int(params["max_batch_size"]), self.plan)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         started = time.time()
