@@ -372,7 +372,7 @@ class Codec(WindowedDecoding):
     def warm_up(self, plan: ChunkPlan) -> bool:
         """Decode one dummy batch per bucket size and decoder length so compilation happens now, not on a request.
         If that fails with a compiled decoder (inductor has failed on some of the real codec's shapes: torch 2.11 on
-        an H100, eleventh session), the eager decoder is put back, the failure logged, and False returned."""
+        an H100, twelfth session), the eager decoder is put back, the failure logged, and False returned."""
         dummy = torch.zeros((NUM_CODEBOOKS, plan.window_frames), dtype=torch.int32)
         try:
             for size in self.batch_buckets or (1,):

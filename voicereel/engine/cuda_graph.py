@@ -1,7 +1,7 @@
 """Recording one CUDA graph: a warm-up run on a side stream, then the captured run, in a shared memory pool.
 
 Used by the language model's decode graphs (`graphs.DecodeRunner`) and the codec's decode graphs
-(`codec_graphs.SpanGraphs`).
+(`codec_graphs.ShapeGraphs`).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ SEGMENTS = [
 ]
 
 
-# Parts of ``first_codec``, from the codec_decoder execution that served the first window (``_serving_execution``).
+# Parts of ``first_codec``, from the codec_decoder execution that served the first window (``_codec_split``).
 CODEC_SEGMENTS = ["codec_queue", "codec_run", "codec_return", "codec_rows"]
 
 
