@@ -354,7 +354,6 @@ class Codec(WindowedDecoding):
                     codes = torch.zeros((bucket, NUM_CODEBOOKS, span), dtype=torch.int64, device=self.device)
                     graphs.capture(self.dac.quantizer.decode(codes))
         self.graphs = graphs
-        torch.cuda.empty_cache()  # the warm-up runs' blocks, cached outside the graphs' pool, go back to the GPU
         return len(graphs)
 
     def window_call(self, window: DecodeWindow) -> tuple[int, int]:
