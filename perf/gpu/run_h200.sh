@@ -7,7 +7,7 @@ python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --no-cache
 export PYTHONPATH=/tmp/site:$PWD
 # Triton's python stub ignores PYTHONPATH but honours the interpreter's site-packages: point a .pth file there.
 python3 -c 'import site; print(site.getsitepackages()[0])' | xargs -I{} sh -c "printf '/tmp/site\n%s\n' \"$PWD\" > {}/voicereel-device.pth"
-[[ "${1:-}" == "--engine" || "${1:-}" == "--profile" || "${1:-}" == "--codec" || "${1:-}" == "--tests" || "${1:-}" == "--one-row" ]] || { mkdir -p /tmp/tdist && tar -C /tmp/tdist -xzf .dev/tritonserver.tgz; }
+[[ "${1:-}" == "--engine" || "${1:-}" == "--profile" || "${1:-}" == "--prefill" || "${1:-}" == "--codec" || "${1:-}" == "--tests" || "${1:-}" == "--one-row" ]] || { mkdir -p /tmp/tdist && tar -C /tmp/tdist -xzf .dev/tritonserver.tgz; }
 export VOICEREEL_TRITON_DIST=/tmp/tdist
 # tritonclient wants libb64 for perf_analyzer only; the python client needs nothing more.
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -18,6 +18,9 @@ if [[ "${1:-}" == "--engine" ]]; then  # the engine alone: bash perf/gpu/run_h20
 elif [[ "${1:-}" == "--profile" ]]; then  # where a decode step's time goes: perf/gpu/profile_step.py
   shift
   python3 perf/gpu/profile_step.py --out "${OUT:-/tmp/out}" "$@"
+elif [[ "${1:-}" == "--prefill" ]]; then  # prefill passes, first use vs repeats, per attention backend
+  shift
+  python3 perf/gpu/profile_prefill.py --out "${OUT:-/tmp/out}" "$@"
 elif [[ "${1:-}" == "--codec" ]]; then  # the codec alone: perf/codec/bench_codec.py (benchmark checkpoint made if absent)
   shift
   [[ -f /tmp/voicereel-bench-ckpt/model.pth ]] || python3 -c 'from voicereel.engine.checkpoints import make_benchmark_checkpoint as m; m("/tmp/voicereel-bench-ckpt", seed=0, device="cuda")'
