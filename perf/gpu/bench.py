@@ -288,13 +288,13 @@ def run_ours(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> N
         # Each --variant: the same server with its settings added, started on the compile caches kept from above (an
         # A/B of settings within one device call; its start is not a cold start).
         variants: list[dict[str, Any]] = []
+        levels = [c for c in args.variant_concurrency if c <= args.slots] if not args.cpu else [2]
         for number, variant_arg in enumerate(args.variant):
             supervisor.stop_all()
             extra = [item for item in variant_arg.split(",") if item]
             repository = work / f"model_repository_variant{number}"
             build_repository(args, [*settings, *extra], repository)
             variant: dict[str, Any] = {"settings": extra, "start_s": start(repository)}
-            levels = [c for c in args.variant_concurrency if c <= args.slots] if not args.cpu else [2]
             variant.update(run_client(args, ports, levels, args.out / f"tts-variant{number}.json"))
             variants.append(variant)
             figures["variants"] = variants

@@ -1,4 +1,4 @@
-"""Fixtures shared by the engine tests: the tiny random checkpoint's language model, loaded once."""
+"""Fixtures shared by the engine tests: the tiny random checkpoint's language model (loaded once) and codec."""
 
 from __future__ import annotations
 
@@ -16,3 +16,13 @@ def tiny_lm(tiny_checkpoint: Path) -> Any:
 
     torch.set_num_threads(1)
     return load_text2semantic(tiny_checkpoint, "cpu", torch.float32)
+
+
+@pytest.fixture(scope="module")
+def codec(tiny_checkpoint: Path) -> Any:
+    """The tiny checkpoint's codec in fp32 on CPU, one per test module (some tests change its shapes and restore
+    them)."""
+    from voicereel.engine.codec import Codec
+
+    torch.set_num_threads(1)
+    return Codec.from_checkpoint(tiny_checkpoint, "cpu", torch.float32)

@@ -32,12 +32,6 @@ from voicereel.engine.codec import (
 CHUNKED_TOLERANCE = 1e-3  # max abs sample error, full scale 1.0
 
 
-@pytest.fixture(scope="module")
-def codec(tiny_checkpoint: Path) -> Codec:
-    torch.set_num_threads(1)
-    return Codec.from_checkpoint(tiny_checkpoint, "cpu", torch.float32)
-
-
 def random_codes(frames: int, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     semantic = torch.randint(0, 4096, (1, frames), generator=gen)

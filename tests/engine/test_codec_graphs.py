@@ -14,11 +14,6 @@ from voicereel.engine.tts_stream import WindowFeed
 from .test_codec import mixed_windows, random_codes
 
 
-@pytest.fixture(scope="module")
-def codec(tiny_checkpoint: Path) -> Codec:
-    return Codec.from_checkpoint(tiny_checkpoint, "cpu", torch.float32)
-
-
 @pytest.mark.parametrize("plan", [ChunkPlan(64, 64, 8), ChunkPlan(64, 64, 0), ChunkPlan(32, 48, 4), ChunkPlan(64, 4)])
 def test_every_window_of_any_length_or_stream_takes_a_captured_length(codec: Codec, plan: ChunkPlan) -> None:
     """A window whose decoder length was not captured would decode eagerly: none may exist, whole or streamed."""

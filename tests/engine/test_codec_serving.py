@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +12,6 @@ from voicereel.engine.codec import FRAME_SAMPLES, ChunkPlan, Codec, plan_windows
 from voicereel.engine.codec_serving import Failure, decode_requests, encode_requests, parse_window
 
 PLAN = ChunkPlan(chunk_frames=16, context_frames=8)
-
-
-@pytest.fixture(scope="module")
-def codec(tiny_checkpoint: Path) -> Codec:
-    torch.set_num_threads(1)
-    return Codec.from_checkpoint(tiny_checkpoint)
 
 
 def pcm(seconds: float, seed: int = 0) -> torch.Tensor:

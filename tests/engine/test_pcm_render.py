@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,11 +35,6 @@ class Sink:
 
     def is_cancelled(self) -> bool:
         return False
-
-
-@pytest.fixture(scope="module")
-def codec(tiny_checkpoint: Path) -> Codec:
-    return Codec.from_checkpoint(tiny_checkpoint)
 
 
 def test_streams_rendered_by_the_worker_thread_equal_decoding_their_codes(tiny_lm: Any, codec: Codec) -> None:

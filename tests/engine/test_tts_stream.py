@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +15,6 @@ from voicereel.engine.scheduler import Engine, EngineConfig
 from voicereel.engine.tts_stream import FailureError, TtsCalls, WindowFeed, run_tts
 
 PLAN = ChunkPlan(chunk_frames=16, context_frames=8)
-
-
-@pytest.fixture(scope="module")
-def codec(tiny_checkpoint: Path) -> Codec:
-    return Codec.from_checkpoint(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -306,7 +306,7 @@ class Codec(WindowedDecoding):
         self.dac = dac
         self.device = torch.device(device)
         self.dtype = next(dac.parameters()).dtype
-        # Set by compile_decoder: decode batches are padded up to these sizes, and the waveform decoder sees
+        # Set by fix_shapes: decode batches are padded up to these sizes, and the waveform decoder sees
         # these lengths only (frames), skipping none of a window or `fixed_skip` frames.
         self.batch_buckets: tuple[int, ...] = ()
         self.fixed_spans: tuple[int, ...] = ()
