@@ -19,7 +19,8 @@ def test_every_window_of_any_length_or_stream_takes_a_captured_length(codec: Cod
     """A window whose decoder length was not captured would decode eagerly: none may exist, whole or streamed."""
     codec.fix_shapes(8, plan)
     try:
-        lengths = set(window_spans(plan))
+        lengths = set(codec.planned_spans(plan))
+        assert lengths <= set(window_spans(plan))
         for frames in (1, 3, 8, 9, 40, 64, 71, 72, 73, 130, 200, 333):
             codes = validate_codes(random_codes(frames, seed=frames))
             windows = plan_windows(codes, plan)
@@ -28,6 +29,25 @@ def test_every_window_of_any_length_or_stream_takes_a_captured_length(codec: Cod
                 windows += feed.push(codes[:, start : start + 5])
             windows += feed.finish()
             assert {end - skip for skip, end in map(codec.window_call, windows)} <= lengths, frames
+    finally:
+        codec.batch_buckets, codec.fixed_spans, codec.fixed_skip = (), (), 0
+
+
+@pytest.mark.parametrize(
+    ("plan", "spans"),
+    [
+        (ChunkPlan(64, 64, 8), (8, 72)),  # the default: the whole window's 128 is never reached
+        (ChunkPlan(64, 64, 0), (72,)),
+        (ChunkPlan(32, 48, 4), (4, 40, 80)),  # the third window's 36 frames of context are too few to skip
+        (ChunkPlan(64, 4), (68,)),  # context within the margin: nothing skipped, whole windows
+    ],
+)
+def test_planned_spans_are_the_lengths_a_plan_reaches(codec: Codec, plan: ChunkPlan, spans: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="needs fixed shapes"):
+        codec.planned_spans(plan)
+    codec.fix_shapes(8, plan)
+    try:
+        assert codec.planned_spans(plan) == spans
     finally:
         codec.batch_buckets, codec.fixed_spans, codec.fixed_skip = (), (), 0
 
@@ -50,7 +70,7 @@ def test_graph_replays_equal_eager_decodes(tiny_checkpoint: Path, compiled: bool
     graphed = Codec.from_checkpoint(tiny_checkpoint, "cuda", torch.float32)
     if compiled:
         graphed.compile_decoder(2, plan)
-    assert graphed.capture_graphs(2, plan) == 2 * len(window_spans(plan))
+    assert graphed.capture_graphs(2, plan) == 2 * 2  # buckets 1 and 2, lengths 8 and 72
     got = [pcm for size in (1, 2, 5) for pcm in graphed.decode_windows(windows[:size])]
     again = graphed.decode_windows(windows)  # replays overwrite the graphs' outputs: earlier results are copies
     reference = [expected[index] for size in (1, 2, 5) for index in range(size)]

@@ -9,7 +9,7 @@ import torch
 
 from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.generate import FrameBudget, GenerationRequest, SamplingParams
-from voicereel.engine.graphs import DecodeRunner, all_buckets, bucket_batch, bucket_kv_len
+from voicereel.engine.graphs import DecodeRunner, all_buckets, batch_buckets, bucket_batch, bucket_kv_len
 from voicereel.engine.scheduler import Engine, EngineConfig
 from voicereel.engine.step import hash_tables, new_state
 
@@ -38,11 +38,12 @@ def test_all_buckets_are_exactly_the_buckets_a_step_can_pick(slots: int, block: 
     buckets = all_buckets(slots, block, capacity)
     assert set(buckets) == picked and len(buckets) == len(picked)
     assert buckets == sorted(buckets)
+    assert batch_buckets(slots) == sorted({batch for batch, _ in picked})
 
 
 def test_capture_at_load_does_nothing_without_cuda_graphs(tiny_lm: Any) -> None:
     engine = Engine(BatchedDualAR(tiny_lm), EngineConfig(max_slots=2, slot_capacity=128, capture_at_load=True))
-    assert engine.capture_graphs() == 0 and engine.runner.graphs == {}
+    assert engine.capture_graphs() == 0 and engine.runner.graphs == {} and engine.runner.first_graphs == {}
 
 
 def test_graphs_need_cuda(tiny_lm: Any) -> None:
@@ -64,7 +65,10 @@ def _generate(model: BatchedDualAR, cuda_graphs: bool, capture_at_load: bool = F
     )
     engine = Engine(model, config)
     if capture_at_load:  # every bucket now, none at first use
-        assert engine.capture_graphs() == len(all_buckets(4, 64, 512)) == len(engine.runner.graphs)
+        assert engine.capture_graphs() == len(all_buckets(4, 64, 512)) + len(batch_buckets(4))
+        assert len(engine.runner.graphs) == len(all_buckets(4, 64, 512))
+        assert sorted(engine.runner.first_graphs) == batch_buckets(4) == [1, 2, 4]
+        captured = (dict(engine.runner.graphs), dict(engine.runner.first_graphs))
     out: dict[str, list[torch.Tensor]] = {}
     texts = {"a": "first request", "b": "second, a longer request text", "c": "third"}
     for step in range(400):
@@ -79,6 +83,8 @@ def _generate(model: BatchedDualAR, cuda_graphs: bool, capture_at_load: bool = F
         if not engine.step() and step >= len(texts):
             break
     assert engine.runner.graphs or not cuda_graphs
+    if capture_at_load:  # requests replayed what was captured at load, and captured nothing more
+        assert (engine.runner.graphs, engine.runner.first_graphs) == captured
     return {name: torch.cat(chunks, dim=1) for name, chunks in out.items()}
 
 

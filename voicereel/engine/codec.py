@@ -339,18 +339,35 @@ class Codec(WindowedDecoding):
         self.fixed_spans = window_spans(plan)
         self.fixed_skip = decoder_skip(plan.context_frames)
 
+    def planned_spans(self, plan: ChunkPlan) -> tuple[int, ...]:
+        """The decoder lengths (of `fixed_spans`) that windows cut by `plan`, whole or streamed, reach: for the
+        default plan (64, 64, 8) the first chunk's 8 and the chunk plus margin's 72, never the whole window's 128
+        (which a window of another plan, sent to codec_decoder directly, may still need). Shapes must be fixed."""
+        if not self.fixed_spans:
+            raise ValueError("planned_spans needs fixed shapes (fix_shapes)")
+        # Windows repeat once the context is full: every utterance length up to a few chunks past that shows them all.
+        longest = plan.first_chunk_frames + plan.context_frames + 2 * plan.chunk_frames
+        spans = set()
+        for frames in range(1, longest + 1):
+            for window in plan_windows(torch.zeros((NUM_CODEBOOKS, frames), dtype=torch.int64), plan):
+                skip, end = self.window_call(window)
+                spans.add(end - skip)
+        return tuple(sorted(spans))
+
     def capture_graphs(self, max_batch: int, plan: ChunkPlan) -> int:
-        """Capture the waveform decoder at every batch bucket and decoder length (`codec_graphs`) as CUDA graphs,
-        each after a real run (so a compiled decoder compiles here); later calls of those shapes replay them.
-        Returns how many were captured. Shapes are fixed first (`fix_shapes`) unless `compile_decoder` did."""
+        """Capture the waveform decoder at every batch bucket and every decoder length `plan` reaches
+        (`planned_spans`) as CUDA graphs, each after a real run (so a compiled decoder compiles here); later calls
+        of those shapes replay them, any other shape runs directly. Returns how many were captured. Shapes are
+        fixed first (`fix_shapes`) unless `compile_decoder` did."""
         if self.device.type != "cuda":
             raise ValueError("CUDA graphs need the codec on a CUDA device")
         if not self.fixed_spans:
             self.fix_shapes(max_batch, plan)
         graphs = ShapeGraphs(self._waveform)
+        spans = self.planned_spans(plan)
         with torch.inference_mode():
             for bucket in self.batch_buckets:
-                for span in self.fixed_spans:
+                for span in spans:
                     codes = torch.zeros((bucket, NUM_CODEBOOKS, span), dtype=torch.int64, device=self.device)
                     graphs.capture(self.dac.quantizer.decode(codes))
         self.graphs = graphs

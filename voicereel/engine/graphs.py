@@ -10,8 +10,8 @@ rows (frame, position, counters, penalty ring) are undone from a snapshot; its c
 same positions the replay writes next, with the same values, so they need no undo.
 
 Admissions use the same machinery for their first frames (``sample_first``): the frame sampler over static
-input rows, one graph per batch bucket. Graphs are captured at first use, or all decode buckets at load
-(``Engine.capture_graphs``, knob ``capture_at_load``; first-frame graphs still at first use).
+input rows, one graph per batch bucket. Graphs are captured at first use, or all of them at load
+(``Engine.capture_graphs``, knob ``capture_at_load``: every decode bucket and every first-frame batch bucket).
 """
 
 from __future__ import annotations
@@ -44,11 +44,14 @@ def bucket_kv_len(needed: int, block: int, capacity: int) -> int:
     return min(-(-needed // block) * block, capacity)
 
 
+def batch_buckets(max_slots: int) -> list[int]:
+    """Every batch ``bucket_batch`` can return, smallest first."""
+    return sorted({bucket_batch(n, max_slots) for n in (1 << k for k in range(max_slots.bit_length()))} | {max_slots})
+
+
 def all_buckets(max_slots: int, block: int, capacity: int) -> list[tuple[int, int]]:
     """Every (batch, kv length) pair ``bucket_batch`` and ``bucket_kv_len`` can return, smallest first."""
-    batches = sorted(
-        {bucket_batch(n, max_slots) for n in (1 << k for k in range(max_slots.bit_length()))} | {max_slots}
-    )
+    batches = batch_buckets(max_slots)
     kv_lens = sorted({bucket_kv_len(n, block, capacity) for n in range(block, capacity, block)} | {capacity})
     return [(batch, kv_len) for batch in batches for kv_len in kv_lens]
 
@@ -104,12 +107,19 @@ class DecodeRunner:
         self._first_history[:count] = history
         self._first_index[:count] = frame_index
         batch = bucket_batch(count, self.state.slots)
-        graph = self.first_graphs.get(batch)
-        if graph is None:  # its warm-up run writes only the static output
-            graph = self._record(lambda: self._first_step(batch))
-            self.first_graphs[batch] = graph
-        graph.replay()
+        self.capture_first([batch])
+        self.first_graphs[batch].replay()
         return self._first_frame[:count].clone()
+
+    def capture_first(self, batches: list[int]) -> int:
+        """Capture the first-frame graphs of the batch buckets ``batches`` not captured yet; returns how many.
+        Safe at any time between steps: the warm-up run writes only the static output."""
+        if not self.use_graphs:
+            return 0
+        missing = [batch for batch in batches if batch not in self.first_graphs]
+        for batch in missing:
+            self.first_graphs[batch] = self._record(lambda batch=batch: self._first_step(batch))
+        return len(missing)
 
     def _first_step(self, batch: int) -> None:
         self._first_frame[:batch] = sample_frame(

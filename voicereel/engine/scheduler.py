@@ -33,7 +33,7 @@ import torch
 
 from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams, chunk_seed
-from voicereel.engine.graphs import DecodeRunner, all_buckets, bucket_batch, bucket_kv_len
+from voicereel.engine.graphs import DecodeRunner, all_buckets, batch_buckets, bucket_batch, bucket_kv_len
 from voicereel.engine.prompt import PromptError, VoiceTurn, build_prompt
 from voicereel.engine.stage_times import StageTimes
 from voicereel.engine.step import Admission, SlotState, hash_tables, new_state, prefill_slots
@@ -164,8 +164,11 @@ class Engine:
 
     @torch.inference_mode()  # as ``step``: the compiled pieces see the same grad mode and tensor kinds
     def capture_graphs(self) -> int:
-        """Capture every decode bucket's CUDA graph now (before ``start``, no slot busy); returns how many were
-        captured: 0 without ``cuda_graphs`` or ``capture_at_load``."""
+        """Capture every decode bucket's CUDA graph and every batch bucket's first-frame graph now (before ``start``,
+        no slot busy); returns how many were captured: 0 without ``cuda_graphs`` or ``capture_at_load``.
+
+        The first-frame graphs matter to the first request of each admission size: captured at first use, a pass of
+        14 admissions took 97-131 ms instead of 34-44 (H100, twelfth session's traces)."""
         config = self.config
         if not (config.cuda_graphs and config.capture_at_load):
             return 0
@@ -173,8 +176,9 @@ class Engine:
             raise RuntimeError("capture_graphs needs every slot idle")
         started = time.perf_counter()
         count = self.runner.capture(all_buckets(config.max_slots, config.kv_block, config.slot_capacity))
-        log.info("captured %d decode graphs in %.1fs", count, time.perf_counter() - started)
-        return count
+        firsts = self.runner.capture_first(batch_buckets(config.max_slots))
+        log.info("captured %d decode and %d first-frame graphs in %.1fs", count, firsts, time.perf_counter() - started)
+        return count + firsts
 
     def start(self, cuda_stream: torch.cuda.Stream | None = None) -> None:
         """Run the loop on a thread of its own; its GPU work goes to ``cuda_stream`` when given (e.g. one of a
