@@ -7,6 +7,7 @@ fast transformer's residual logits must equal what upstream computes for that se
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 from fish_speech.models.text2semantic.llama import DualARTransformer
 
-from voicereel.engine.batched import BatchedDualAR
+from voicereel.engine.batched import BatchedDualAR, flash_applies
 from voicereel.engine.prompt import VoiceTurn, build_prompt
 
 ATOL, RTOL = 2e-5, 1e-4
@@ -206,3 +207,32 @@ def test_restricted_head_is_semantic_ids_then_end(tiny_lm: Any) -> None:
 def test_slot_capacity_cannot_exceed_the_model_context(tiny_lm: Any) -> None:
     with pytest.raises(ValueError, match="max_seq_len"):
         BatchedDualAR(tiny_lm).new_slow_cache(slots=1, capacity=tiny_lm.config.max_seq_len + 8)
+
+
+def test_prefill_attention_is_flash_or_torchs_choice(tiny_lm: Any) -> None:
+    with pytest.raises(ValueError, match="prefill_attention is auto or flash"):
+        BatchedDualAR(tiny_lm, prefill_attention="cudnn")
+    for dtype in (torch.float32, torch.bfloat16):  # FlashAttention is CUDA only: the CPU keeps torch's choice
+        assert not flash_applies(torch.zeros((1, 2, 3, 16), dtype=dtype))
+
+
+@pytest.mark.gpu
+@torch.inference_mode()
+def test_flash_prefill_equals_torchs_choice(tiny_lm: Any) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: FlashAttention runs on CUDA only")
+    model = copy.deepcopy(tiny_lm).to("cuda", torch.bfloat16)
+    head_dim = model.config.head_dim
+    assert flash_applies(torch.zeros((1, model.config.n_head, 4, head_dim), device="cuda", dtype=torch.bfloat16))
+    assert model.config.n_local_heads < model.config.n_head  # grouped-query attention, as S1-mini's
+    generator = torch.Generator().manual_seed(0)
+    prompts = [
+        torch.randint(0, 200, (model.config.num_codebooks + 1, length), generator=generator) for length in (37, 9)
+    ]
+    hidden = {}
+    for choice in ("auto", "flash"):
+        engine = BatchedDualAR(model, prefill_attention=choice)
+        cache = engine.new_slow_cache(slots=2, capacity=64)
+        hidden[choice] = (engine.prefill_many(cache, torch.arange(2, device="cuda"), prompts), cache.k.clone())
+    torch.testing.assert_close(hidden["flash"][0], hidden["auto"][0], atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(hidden["flash"][1], hidden["auto"][1], atol=2e-2, rtol=2e-2)

@@ -233,7 +233,13 @@ def test_engine_knobs_reach_the_serving_config(tmp_path: Any, tiny_checkpoint: A
     default = config(None, "default")
     assert not default.one_row_step and default.compile_backend == "inductor"
     assert default.engine.admit_wait_ms == 0.0 and not default.engine.trace_requests
+    assert default.prefill_attention == "flash"
     changed = config(
-        {"text2semantic": {"one_row_step": True, "admit_wait_ms": 2.5}, "shared": {"trace_requests": True}}, "on"
+        {
+            "text2semantic": {"one_row_step": True, "admit_wait_ms": 2.5, "prefill_attention": "auto"},
+            "shared": {"trace_requests": True},
+        },
+        "on",
     )
     assert changed.one_row_step and changed.engine.admit_wait_ms == 2.5 and changed.engine.trace_requests
+    assert changed.prefill_attention == "auto"

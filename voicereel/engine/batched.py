@@ -76,11 +76,36 @@ def _project_qkv(
     return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
 
+def flash_applies(q: torch.Tensor) -> bool:
+    """Whether FlashAttention runs queries like ``q``: CUDA, half precision, head size a multiple of 8 up to 256."""
+    head_dim = q.shape[-1]
+    return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and head_dim % 8 == 0 and head_dim <= 256
+
+
 def _attend(
-    attention: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool
+    attention: Attention,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    causal: bool,
+    flash: bool = False,
 ) -> torch.Tensor:
-    """Grouped-query attention and the output projection; returns ``[B, L, dim]``."""
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
+    """Grouped-query attention and the output projection; returns ``[B, L, dim]``.
+
+    ``flash`` (causal, no mask): torch's FlashAttention kernel, called directly (it takes fewer key/value heads than
+    query heads as they are). Left to choose, torch 2.11 on an H100 times as cuDNN's kernel does, which builds a plan
+    for every new shape: a prefill pass of a (rows, length) not seen before cost ~50 ms more than its repeats (72-90
+    vs 20-47 ms), and prompt lengths vary, so most passes are new (perf/gpu/profile_prefill.py, thirteenth session).
+    Not through ``sdpa_kernel``: that switches backends for the whole process, and the in-process codec's attention
+    (masked) has no flash kernel.
+    """
+    if flash:
+        if mask is not None or not causal:
+            raise ValueError("the flash path is causal attention without a mask")
+        y = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, True)[0]
+    else:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
     b, _, length, _ = q.shape
     return attention.wo(y.transpose(1, 2).reshape(b, length, attention.n_head * attention.head_dim))
 
@@ -310,8 +335,13 @@ class BatchedDualAR:
         allow_end: bool = True,
         compile_backend: str | None = None,
         one_row: bool = False,
+        prefill_attention: str = "auto",
     ) -> None:
         config = model.config
+        if prefill_attention not in ("auto", "flash"):
+            raise ValueError(f"prefill_attention is auto or flash, not {prefill_attention!r}")
+        # "flash": prefills attend through FlashAttention where it applies (``flash_applies``), else torch's choice.
+        self.prefill_attention = prefill_attention
         # torch.compile the decode pieces (``"inductor"`` on a GPU): fewer, fused kernels per step.
         self.kernels = DecodeKernels.compiled(compile_backend) if compile_backend else DecodeKernels.eager()
         # With ``one_row`` (and a compile backend): steps of one row use pieces compiled for exactly one row.
@@ -409,11 +439,12 @@ class BatchedDualAR:
             frames[row, :, : prompt.shape[1]] = prompt
         x = self.embed(frames.to(self.device))
         freqs = self.model.freqs_cis[:longest][None].expand(len(prompts), -1, -1, -1)
+        flash = self.prefill_attention == "flash"
         for index, block in enumerate(self.model.layers):
             q, k, v = _project_qkv(block.attention, block.attention_norm(x), freqs)
             cache.k[index][slots, :, :longest] = k
             cache.v[index][slots, :, :longest] = v
-            x = _block_tail(block, x, _attend(block.attention, q, k, v, None, causal=True))
+            x = _block_tail(block, x, _attend(block.attention, q, k, v, None, True, flash and flash_applies(q)))
         last = torch.tensor(lengths, device=self.device) - 1
         return x[torch.arange(len(prompts), device=self.device), last]
 

@@ -16,6 +16,7 @@ input rows, one graph per batch bucket. Graphs are captured at first use, or all
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -118,7 +119,7 @@ class DecodeRunner:
             return 0
         missing = [batch for batch in batches if batch not in self.first_graphs]
         for batch in missing:
-            self.first_graphs[batch] = self._record(lambda batch=batch: self._first_step(batch))
+            self.first_graphs[batch] = self._record(functools.partial(self._first_step, batch))
         return len(missing)
 
     def _first_step(self, batch: int) -> None:

@@ -54,6 +54,7 @@ class ServingConfig:
     defaults: SamplingParams
     compile_backend: str | None = None  # torch.compile backend of the decode pieces (knob compile_step, GPU)
     one_row_step: bool = False  # with a compile backend: pieces compiled for single-row steps (knob one_row_step)
+    prefill_attention: str = "auto"  # BatchedDualAR's: "flash" or torch's choice (knob prefill_attention)
     # shared knob pcm_decoding = text2semantic: a codec in this process renders requests that ask for `pcm`
     render_pcm: bool = False
     codec_plan: ChunkPlan = field(default_factory=ChunkPlan)
@@ -97,6 +98,7 @@ class ServingConfig:
             defaults=defaults,
             compile_backend="inductor" if params.get("compile_step", "false") == "true" and on_gpu else None,
             one_row_step=params["one_row_step"] == "true",
+            prefill_attention=params["prefill_attention"],
             render_pcm=params["pcm_decoding"] == "text2semantic",
             codec_plan=ChunkPlan(
                 chunk_frames=int(params["codec_chunk_frames"]),
@@ -118,7 +120,13 @@ def load_engine(config: ServingConfig, device: torch.device) -> Engine:
     model = load_text2semantic(config.checkpoint_dir, device, dtypes[config.dtype])
     marker = config.checkpoint_dir / MARKER_FILE
     allow_end = not (marker.is_file() and json.loads(marker.read_text()).get("mask_slow_head_to_semantic", False))
-    lm = BatchedDualAR(model, allow_end=allow_end, compile_backend=config.compile_backend, one_row=config.one_row_step)
+    lm = BatchedDualAR(
+        model,
+        allow_end=allow_end,
+        compile_backend=config.compile_backend,
+        one_row=config.one_row_step,
+        prefill_attention=config.prefill_attention,
+    )
     engine = Engine(lm, config.engine)
     loaded = time.perf_counter()
     if config.compile_backend is not None:
