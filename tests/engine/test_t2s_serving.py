@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 import torch
 
 from voicereel.engine.batched import BatchedDualAR, DecodeKernels
@@ -243,3 +244,7 @@ def test_engine_knobs_reach_the_serving_config(tmp_path: Any, tiny_checkpoint: A
     )
     assert changed.one_row_step and changed.engine.admit_wait_ms == 2.5 and changed.engine.trace_requests
     assert changed.prefill_attention == "auto"
+    in_process = {"shared": {"pcm_decoding": "text2semantic"}}
+    assert config(in_process, "pcm").render_pcm
+    with pytest.raises(ValueError, match="needs capture_at_load"):
+        config({**in_process, "text2semantic": {"capture_at_load": False}}, "pcm-first-use")
