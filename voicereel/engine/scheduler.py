@@ -167,8 +167,9 @@ class Engine:
         """Capture every decode bucket's CUDA graph and every batch bucket's first-frame graph now (before ``start``,
         no slot busy); returns how many were captured: 0 without ``cuda_graphs`` or ``capture_at_load``.
 
-        The first-frame graphs matter to the first request of each admission size: captured at first use, a pass of
-        14 admissions took 97-131 ms instead of 34-44 (H100, twelfth session's traces)."""
+        The first-frame graphs matter to the first pass of each admission size: captured there, a burst of 16
+        streams' 14-row pass took 131 ms (H100, twelfth session), 73 ms with them captured at load and the same
+        attention (thirteenth session, another H100)."""
         config = self.config
         if not (config.cuda_graphs and config.capture_at_load):
             return 0
