@@ -44,6 +44,7 @@ def test_streams_rendered_by_the_worker_thread_equal_decoding_their_codes(tiny_l
     frames = [43, 4, 55]
     sinks = [Sink() for _ in frames]
     codes: list[list[torch.Tensor]] = [[] for _ in frames]
+    generated = [threading.Event() for _ in frames]
     for index, (count, sink) in enumerate(zip(frames, sinks, strict=True)):
         stream = PcmStream(sink, worker, PLAN)
 
@@ -51,8 +52,11 @@ def test_streams_rendered_by_the_worker_thread_equal_decoding_their_codes(tiny_l
             into.append(chunk)
             out.send_codes(chunk)
 
-        def on_done(reason: Any, message: str | None, out: PcmStream = stream) -> None:
+        def on_done(
+            reason: Any, message: str | None, out: PcmStream = stream, done: threading.Event = generated[index]
+        ) -> None:
             out.close(None if message is None else Failure("INTERNAL", message))
+            done.set()
 
         engine.submit(
             GenerationRequest(
@@ -64,9 +68,13 @@ def test_streams_rendered_by_the_worker_thread_equal_decoding_their_codes(tiny_l
                 on_done=on_done,
             )
         )
-    worker.start()
     engine.start()
     try:
+        # The worker starts once every stream's windows wait in its queue, so that windows of different streams
+        # share calls however the threads are scheduled (started at once, on a busy 2-core CI runner the worker
+        # sometimes kept up with the engine and decoded each window alone).
+        assert all(done.wait(timeout=120) for done in generated)
+        worker.start()
         assert all(sink.finished.wait(timeout=120) for sink in sinks)
     finally:
         engine.stop()
