@@ -8,6 +8,8 @@ stronger (LayerScale 1.0 instead of 0.01), which is the case where the attention
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +154,15 @@ def reference_windows(codec: Codec, windows: list[DecodeWindow]) -> list[torch.T
     ]
 
 
+@contextmanager
+def shapes_restored(codec: Codec) -> Iterator[Codec]:
+    """The module's shared codec, its fixed shapes (`fix_shapes`, or set by hand) undone afterwards."""
+    try:
+        yield codec
+    finally:
+        codec.batch_buckets, codec.fixed_spans, codec.fixed_skip = (), (), 0
+
+
 class DecoderLengths:
     """Records (batch, latent length) of every waveform-decoder call, through a forward pre-hook."""
 
@@ -198,8 +209,8 @@ def test_compiled_decoders_see_three_lengths_and_first_windows_decode_only_their
     plan = ChunkPlan(chunk_frames=64, context_frames=64, first_chunk_frames=8)
     windows = mixed_windows(plan)
     expected = reference_windows(codec, windows)
-    codec.fixed_spans, codec.fixed_skip = window_spans(plan), plan.context_frames - DECODER_MARGIN_FRAMES
-    try:
+    with shapes_restored(codec):
+        codec.fixed_spans, codec.fixed_skip = window_spans(plan), plan.context_frames - DECODER_MARGIN_FRAMES
         with DecoderLengths(codec) as seen:
             got = codec.decode_windows(windows)
         assert [codec.window_call(w) for w in windows] == [(56, 128), (0, 8), (0, 8), (56, 128), (0, 72)]
@@ -208,8 +219,6 @@ def test_compiled_decoders_see_three_lengths_and_first_windows_decode_only_their
         codec.batch_buckets = (1, 2)
         with DecoderLengths(codec) as warmed:
             codec.warm_up(plan)
-    finally:
-        codec.fixed_spans, codec.fixed_skip, codec.batch_buckets = (), 0, ()
     for a, b in zip(got, expected, strict=True):
         assert a.shape == b.shape and float((a - b).abs().max()) < 1e-5
     # first windows first, then the second window (context 8: no skip, 72 frames), then the full-context ones

@@ -11,14 +11,14 @@ import torch
 from voicereel.engine.codec import ChunkPlan, Codec, plan_windows, validate_codes, window_spans
 from voicereel.engine.tts_stream import WindowFeed
 
-from .test_codec import mixed_windows, random_codes
+from .test_codec import mixed_windows, random_codes, shapes_restored
 
 
 @pytest.mark.parametrize("plan", [ChunkPlan(64, 64, 8), ChunkPlan(64, 64, 0), ChunkPlan(32, 48, 4), ChunkPlan(64, 4)])
 def test_every_window_of_any_length_or_stream_takes_a_captured_length(codec: Codec, plan: ChunkPlan) -> None:
     """A window whose decoder length was not captured would decode eagerly: none may exist, whole or streamed."""
-    codec.fix_shapes(8, plan)
-    try:
+    with shapes_restored(codec):
+        codec.fix_shapes(8, plan)
         lengths = set(codec.planned_spans(plan))
         assert lengths <= set(window_spans(plan))
         for frames in (1, 3, 8, 9, 40, 64, 71, 72, 73, 130, 200, 333):
@@ -29,8 +29,6 @@ def test_every_window_of_any_length_or_stream_takes_a_captured_length(codec: Cod
                 windows += feed.push(codes[:, start : start + 5])
             windows += feed.finish()
             assert {end - skip for skip, end in map(codec.window_call, windows)} <= lengths, frames
-    finally:
-        codec.batch_buckets, codec.fixed_spans, codec.fixed_skip = (), (), 0
 
 
 @pytest.mark.parametrize(
@@ -45,11 +43,9 @@ def test_every_window_of_any_length_or_stream_takes_a_captured_length(codec: Cod
 def test_planned_spans_are_the_lengths_a_plan_reaches(codec: Codec, plan: ChunkPlan, spans: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="needs fixed shapes"):
         codec.planned_spans(plan)
-    codec.fix_shapes(8, plan)
-    try:
+    with shapes_restored(codec):
+        codec.fix_shapes(8, plan)
         assert codec.planned_spans(plan) == spans
-    finally:
-        codec.batch_buckets, codec.fixed_spans, codec.fixed_skip = (), (), 0
 
 
 def test_graphs_need_cuda(codec: Codec) -> None:
