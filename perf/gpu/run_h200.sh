@@ -7,7 +7,7 @@ python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --no-cache
 export PYTHONPATH=/tmp/site:$PWD
 # Triton's python stub ignores PYTHONPATH but honours the interpreter's site-packages: point a .pth file there.
 python3 -c 'import site; print(site.getsitepackages()[0])' | xargs -I{} sh -c "printf '/tmp/site\n%s\n' \"$PWD\" > {}/voicereel-device.pth"
-[[ "${1:-}" == "--engine" || "${1:-}" == "--profile" || "${1:-}" == "--prefill" || "${1:-}" == "--codec" || "${1:-}" == "--tests" || "${1:-}" == "--one-row" ]] || { mkdir -p /tmp/tdist && tar -C /tmp/tdist -xzf .dev/tritonserver.tgz; }
+[[ "${1:-}" == "--engine" || "${1:-}" == "--profile" || "${1:-}" == "--prefill" || "${1:-}" == "--codec" || "${1:-}" == "--tests" || "${1:-}" == "--one-row" || "${1:-}" == "--warm-up" ]] || { mkdir -p /tmp/tdist && tar -C /tmp/tdist -xzf .dev/tritonserver.tgz; }
 export VOICEREEL_TRITON_DIST=/tmp/tdist
 # tritonclient wants libb64 for perf_analyzer only; the python client needs nothing more.
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -28,6 +28,9 @@ elif [[ "${1:-}" == "--codec" ]]; then  # the codec alone: perf/codec/bench_code
 elif [[ "${1:-}" == "--one-row" ]]; then  # single stream with and without the one-row pieces: perf/gpu/bench_one_row.py
   shift
   python3 perf/gpu/bench_one_row.py --out "${OUT:-/tmp/out}" "$@"
+elif [[ "${1:-}" == "--warm-up" ]]; then  # where text2semantic's start-up goes: perf/gpu/profile_warm_up.py
+  shift
+  python3 perf/gpu/profile_warm_up.py --out "${OUT:-/tmp/out}" "$@"
 elif [[ "${1:-}" == "--tests" ]]; then  # the suite's GPU-only tests (skipped in CI): bash perf/gpu/run_h200.sh --tests
   shift
   # -W default: the suite turns every warning into an error (pyproject), and on the GPU image's newer packages an

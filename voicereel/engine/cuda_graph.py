@@ -6,6 +6,7 @@ Used by the language model's decode graphs (`graphs.DecodeRunner`) and the codec
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,22 @@ def record_graph(
     if after_warm_up is not None:
         after_warm_up()
     graph = torch.cuda.CUDAGraph()
-    # thread_local: other threads of the process may use the GPU meanwhile (the in-process codec worker,
-    # pcm_render); the default, global, makes their allocations and synchronisations fail the capture.
-    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-        run()
+    # Captured with capture_begin/capture_end on the side stream rather than `torch.cuda.graph`, whose entry
+    # synchronises the whole device and empties the allocator's cache: another thread of the process using the GPU
+    # meanwhile (the in-process codec worker, pcm_render) would then have to get fresh memory from the driver while
+    # the capture runs, which invalidates it. thread_local: that thread's own allocations and synchronisations
+    # may proceed during the capture (the default, global, fails the capture on them).
+    current = torch.cuda.current_stream()
+    side.wait_stream(current)
+    with torch.cuda.stream(side):
+        graph.capture_begin(pool=pool, capture_error_mode="thread_local")
+        try:
+            run()
+        except BaseException:
+            # End the capture so the stream is usable again; the run's own error is the one worth raising.
+            with contextlib.suppress(RuntimeError):
+                graph.capture_end()
+            raise
+        graph.capture_end()
+    current.wait_stream(side)
     return graph

@@ -1,0 +1,143 @@
+"""Where text2semantic's start-up goes: its load (``t2s_serving.load_engine``, serving defaults), in-process, GPU.
+
+Each variant runs in a process of its own on the benchmark checkpoint (S1-mini shapes, random weights, bf16), with
+the inductor cache directory it names: ``cold`` an empty one, ``warm`` the one ``cold`` filled (a restart with the
+caches kept), ``late-pool`` an empty one with the compile workers started where torch starts them (at the first
+compile, not before the weights load), ``threads1`` an empty one and the compile workers off
+(TORCHINDUCTOR_COMPILE_THREADS=1: how much parallel kernel compilation saves). Each reports load, compile warm-up and
+capture seconds, torch's compile-phase times (``torch._dynamo.utils.compile_times``) and the functions cProfile saw
+take the most cumulative time (only in ``--cprofile`` variants: profiling slows Python-heavy tracing).
+
+    python perf/gpu/profile_warm_up.py --out $OUT [--variants cold warm late-pool threads1] [--cprofile warm]
+    # bash perf/gpu/run_h200.sh --warm-up ...
+Writes warm_up.json (with the git SHA from BENCH_GIT_SHA) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+CHECKPOINT = Path("/tmp/voicereel-bench-ckpt")
+ENTRY = re.compile(r'\{ key: "(\w+)", value: \{ string_value: "([^"]*)" \} \}')
+
+
+def serving_parameters(checkpoint: Path, dest: Path) -> dict[str, str]:
+    """text2semantic's parameters as the model repository renders them: every knob at its default but the slots and
+    frame cap, set as perf/gpu/bench.py sets them (the graphs captured at load depend on them)."""
+    from voicereel.modelrepo import build_repository
+
+    knobs = {"text2semantic": {"max_slots": 128, "slot_capacity": 1024, "max_frames": 646}}
+    repository = build_repository(dest, checkpoint, knobs, models=["text2semantic"])
+    return dict(ENTRY.findall((repository / "text2semantic" / "config.pbtxt").read_text()))
+
+
+def one_variant(name: str, profile: bool) -> dict[str, Any]:
+    import torch
+    import torch._dynamo.utils
+    import torch._inductor.config
+
+    from voicereel.engine import t2s_serving
+    from voicereel.engine.compile_workers import compile_workers_ready
+
+    params = serving_parameters(CHECKPOINT, Path(tempfile.mkdtemp()) / "repo")
+    config = t2s_serving.ServingConfig.from_parameters(params, on_gpu=True)
+    phases: dict[str, float] = {}
+    warm_up = t2s_serving.warm_up
+
+    def timed_warm_up(engine: Any) -> bool:
+        started = time.perf_counter()
+        try:
+            return warm_up(engine)
+        finally:
+            phases["warm_up_s"] = time.perf_counter() - started
+
+    t2s_serving.warm_up = timed_warm_up  # type: ignore[assignment]
+    if name == "late-pool":  # torch's own timing: the pool starts when the first graph reaches inductor
+        t2s_serving.start_compile_workers = lambda: False
+    profiler = cProfile.Profile() if profile else None
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    engine = t2s_serving.load_engine(config, torch.device("cuda"))
+    torch.cuda.synchronize()
+    if profiler is not None:
+        profiler.disable()
+    total = time.perf_counter() - started
+    result: dict[str, Any] = {
+        "variant": name,
+        "load_engine_s": round(total, 2),
+        "warm_up_s": round(phases.get("warm_up_s", 0.0), 2),
+        "compile_threads": torch._inductor.config.compile_threads,
+        "compile_workers_ready": compile_workers_ready(),
+        "python": sys.executable,
+        "graphs": len(engine.runner.graphs),
+        "first_graphs": len(engine.runner.first_graphs),
+        "compile_times": torch._dynamo.utils.compile_times(repr="str", aggregate=True),
+    }
+    if profiler is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(60)
+        result["cprofile_top"] = text.getvalue().splitlines()[:90]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--variants", nargs="+", default=["cold", "warm", "late-pool", "threads1"])
+    parser.add_argument("--cprofile", nargs="*", default=[], help="variants to run under cProfile")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # run one here (the parent starts a process per variant)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.variant:
+        run = one_variant(args.variant, args.variant in args.cprofile)
+        (args.out / f"warm_up-{args.variant}.json").write_text(json.dumps(run, indent=1))
+        return
+    if not (CHECKPOINT / "model.pth").is_file():
+        from voicereel.engine.checkpoints import make_benchmark_checkpoint
+
+        make_benchmark_checkpoint(CHECKPOINT, seed=0, device="cuda")
+    import torch
+
+    result: dict[str, Any] = {
+        "git_sha": os.environ.get("BENCH_GIT_SHA", "unknown"),
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "command": " ".join(sys.argv),
+        "runs": [],
+    }
+    cache = tempfile.mkdtemp(prefix="inductor-")
+    for name in args.variants:
+        # cold fills the cache warm reuses; every other variant starts from an empty one
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache if name in ("cold", "warm") else tempfile.mkdtemp()}
+        if name == "threads1":
+            env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
+        command = [sys.executable, __file__, "--variant", name, "--out", str(args.out), "--cprofile", *args.cprofile]
+        started = time.perf_counter()
+        done = subprocess.run(command, env=env, check=False)
+        path = args.out / f"warm_up-{name}.json"
+        run = json.loads(path.read_text()) if path.is_file() else {"variant": name, "rc": done.returncode}
+        run["process_s"] = round(time.perf_counter() - started, 1)
+        result["runs"].append(run)
+        print(json.dumps({k: v for k, v in run.items() if k not in ("cprofile_top", "compile_times")}), flush=True)
+        print(run.get("compile_times", ""), flush=True)
+    (args.out / "warm_up.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
