@@ -88,8 +88,8 @@ def one_variant(name: str, profile: bool) -> dict[str, Any]:
         "graphs": len(engine.runner.graphs),
         "first_graphs": len(engine.runner.first_graphs),
         "compile_times": torch._dynamo.utils.compile_times(repr="str", aggregate=True),
-        "dynamo_stats": dict(torch._dynamo.utils.counters["stats"]),
-        "recompiles": dict(torch._dynamo.utils.counters["recompiles"]),
+        "dynamo_stats": {str(k): v for k, v in torch._dynamo.utils.counters["stats"].items()},
+        "recompiles": {str(k)[:300]: v for k, v in torch._dynamo.utils.counters["recompiles"].items()},
     }
     if profiler is not None:
         text = io.StringIO()
