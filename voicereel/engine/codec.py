@@ -370,6 +370,7 @@ class Codec(WindowedDecoding):
                 for span in spans:
                     codes = torch.zeros((bucket, NUM_CODEBOOKS, span), dtype=torch.int64, device=self.device)
                     graphs.capture(self.dac.quantizer.decode(codes))
+        torch.cuda.empty_cache()  # the warm-up runs' memory, cached outside the graphs' pool, back to the driver
         self.graphs = graphs
         return len(graphs)
 

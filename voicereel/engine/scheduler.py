@@ -178,6 +178,7 @@ class Engine:
         started = time.perf_counter()
         count = self.runner.capture(all_buckets(config.max_slots, config.kv_block, config.slot_capacity))
         firsts = self.runner.capture_first(batch_buckets(config.max_slots))
+        torch.cuda.empty_cache()  # the warm-up runs' memory, cached outside the graphs' pool, back to the driver
         log.info("captured %d decode and %d first-frame graphs in %.1fs", count, firsts, time.perf_counter() - started)
         return count + firsts
 
