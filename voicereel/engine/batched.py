@@ -201,8 +201,8 @@ def fast_position(
     reading rows ``[0, B)`` of the fast cache ``[fast_layers, S, KV, C, D]``; returns the head's logits ``[B, V]`` and
     the cache after this position (``[fast_layers, B, KV, C, D]``, new tensors: the input is never written).
 
-    One pure function for every position, layer and batch size: the position is data, not a shape, so compiled it is
-    one graph. Each layer's cache rows come out whole (the new key/value at ``index``, the others as
+    One pure function for every position and layer: the position is data, not a shape, so compiled it is one graph
+    (per batch variant). Each layer's cache rows come out whole (the new key/value at ``index``, the others as
     given; ten positions are a few KiB a row) and attention covers all ``C`` positions with those after ``index``
     masked, so no shape depends on the position. Returning the cache instead of writing the input keeps the
     compiled code free of copies of the whole input (writing a view of it made inductor copy all of it).
@@ -211,9 +211,7 @@ def fast_position(
     positions = torch.arange(cache_k.shape[3], device=x.device)
     written = (positions == index)[:, None]  # [C, 1], broadcast over [B, KV, C, D]
     visible = positions <= index
-    # index_select: tensor[index] syncs. A row of the table per batch row, not one row expanded over the batch: a
-    # stride-0 view, reshaped in RoPE, made the compiled piece guard on the batch being 1 (a second graph to compile).
-    freqs = freqs_table.index_select(0, index.reshape(1).expand(batch))[:, None]
+    freqs = freqs_table.index_select(0, index.reshape(1))[None].expand(batch, -1, -1, -1)  # tensor[index] syncs
     h = x[:, None]
     new_k, new_v = [], []
     for layer, block in enumerate(layers):

@@ -142,6 +142,13 @@ class DecodeRunner:
             self.graphs[(batch, kv_len)] = self._capture(batch, kv_len)
         return len(missing)
 
+    def forget_graphs(self) -> None:
+        """Drop every captured graph (say, after the pieces they replay were replaced); later captures use a new
+        memory pool: capturing into the pool of destroyed graphs trips an allocator assertion (torch 2.11)."""
+        self.graphs.clear()
+        self.first_graphs.clear()
+        self._pool = None
+
     def _row_tensors(self, batch: int) -> list[torch.Tensor]:
         state = self.state
         return [state.frame[:batch], state.position[:batch], state.frame_index[:batch], state.history[:batch]]

@@ -198,10 +198,6 @@ def warm_up(engine: Engine, batches: int = 2, frames: int = 4) -> bool:
         if any(reason is FinishReason.error for reason in done):
             raise RuntimeError("warm-up request failed")
 
-    def forget_graphs() -> None:
-        engine.runner.graphs.clear()
-        engine.runner.first_graphs.clear()
-
     try:
         run()
         return True
@@ -211,14 +207,14 @@ def warm_up(engine: Engine, batches: int = 2, frames: int = 4) -> bool:
         else:
             log.exception("compiled one-row decode pieces failed at warm-up; trying the any-batch pieces alone")
             engine.model.one_row_kernels = None
-            forget_graphs()
+            engine.runner.forget_graphs()
             try:
                 run()
                 return True
             except Exception:
                 log.exception("compiled decode step failed at warm-up; serving with eager kernels")
         engine.model.use_eager()
-        forget_graphs()
+        engine.runner.forget_graphs()
         run()
         return False
 
