@@ -2,13 +2,12 @@
 
 Each variant runs in a process of its own on the benchmark checkpoint (S1-mini shapes, random weights, bf16), with
 the inductor cache directory it names: ``cold`` an empty one, ``warm`` the one ``cold`` filled (a restart with the
-caches kept), ``late-pool`` an empty one with the compile workers started where torch starts them (at the first
-compile, not before the weights load), ``threads1`` an empty one and the compile workers off
-(TORCHINDUCTOR_COMPILE_THREADS=1: how much parallel kernel compilation saves). Each reports load, compile warm-up and
-capture seconds, torch's compile-phase times (``torch._dynamo.utils.compile_times``) and the functions cProfile saw
+caches kept), ``threads1`` an empty one and inductor's compile workers off (TORCHINDUCTOR_COMPILE_THREADS=1: how
+much parallel kernel compilation saves). Each reports load, compile warm-up and capture seconds, torch's
+compile-phase times (``torch._dynamo.utils.compile_times``), dynamo's graph counters, and the functions cProfile saw
 take the most cumulative time (only in ``--cprofile`` variants: profiling slows Python-heavy tracing).
 
-    python perf/gpu/profile_warm_up.py --out $OUT [--variants cold warm late-pool threads1] [--cprofile warm]
+    python perf/gpu/profile_warm_up.py --out $OUT [--variants cold warm threads1] [--cprofile warm]
     # bash perf/gpu/run_h200.sh --warm-up ...
 Writes warm_up.json (with the git SHA from BENCH_GIT_SHA) to --out.
 """
@@ -52,7 +51,6 @@ def one_variant(name: str, profile: bool) -> dict[str, Any]:
     import torch._inductor.config
 
     from voicereel.engine import t2s_serving
-    from voicereel.engine.compile_workers import compile_workers_ready
 
     params = serving_parameters(CHECKPOINT, Path(tempfile.mkdtemp()) / "repo")
     config = t2s_serving.ServingConfig.from_parameters(params, on_gpu=True)
@@ -67,8 +65,6 @@ def one_variant(name: str, profile: bool) -> dict[str, Any]:
             phases["warm_up_s"] = time.perf_counter() - started
 
     t2s_serving.warm_up = timed_warm_up  # type: ignore[assignment]
-    if name == "late-pool":  # torch's own timing: the pool starts when the first graph reaches inductor
-        t2s_serving.start_compile_workers = lambda: False
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
     if profiler is not None:
@@ -83,7 +79,6 @@ def one_variant(name: str, profile: bool) -> dict[str, Any]:
         "load_engine_s": round(total, 2),
         "warm_up_s": round(phases.get("warm_up_s", 0.0), 2),
         "compile_threads": torch._inductor.config.compile_threads,
-        "compile_workers_ready": compile_workers_ready(),
         "python": sys.executable,
         "graphs": len(engine.runner.graphs),
         "first_graphs": len(engine.runner.first_graphs),
@@ -101,7 +96,7 @@ def one_variant(name: str, profile: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("."))
-    parser.add_argument("--variants", nargs="+", default=["cold", "warm", "late-pool", "threads1"])
+    parser.add_argument("--variants", nargs="+", default=["cold", "warm", "threads1"])
     parser.add_argument("--cprofile", nargs="*", default=[], help="variants to run under cProfile")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # run one here (the parent starts a process per variant)
     args = parser.parse_args()

@@ -286,6 +286,10 @@ def _configure_dynamo() -> None:
     # Without this, sizes that happen to be equal when a piece is first traced (batch 2 and the RoPE pair,
     # batch 8 and the KV heads) are assumed equal forever, and every other batch bucket recompiles.
     fx_config.use_duck_shape = False
+    # Floats (the norms' epsilon) as constants, not symbols: as symbols, tracing a piece restarted once it reached the
+    # norm (a float it must specialise), so each such piece was traced twice: on an H100 the restarted traces took
+    # 10.4 s of the 46 s compile warm-up (perf/gpu/profile_warm_up.py, fourteenth session).
+    torch._dynamo.config.specialize_float = True
     allow_graphs_per_function()
 
 

@@ -29,7 +29,6 @@ from voicereel.engine.batched import BatchedDualAR
 from voicereel.engine.checkpoints import MARKER_FILE, load_text2semantic
 from voicereel.engine.codec import ChunkPlan, Codec
 from voicereel.engine.codec_serving import Failure, InvalidInput
-from voicereel.engine.compile_workers import compile_workers_ready, start_compile_workers
 from voicereel.engine.control import CANCEL_PARAMETER, MIN_CANCEL_ID_CHARS
 from voicereel.engine.generate import FinishReason, FrameBudget, GenerationRequest, SamplingParams
 from voicereel.engine.pcm_render import CodecWorker, PcmStream, codec_stream
@@ -124,8 +123,6 @@ def load_engine(config: ServingConfig, device: torch.device) -> Engine:
     """
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     started = time.perf_counter()
-    if config.compile_backend == "inductor":
-        start_compile_workers()  # their start overlaps the weights' load, not the first compile
     model = load_text2semantic(config.checkpoint_dir, device, dtypes[config.dtype])
     marker = config.checkpoint_dir / MARKER_FILE
     allow_end = not (marker.is_file() and json.loads(marker.read_text()).get("mask_slow_head_to_semantic", False))
@@ -143,11 +140,9 @@ def load_engine(config: ServingConfig, device: torch.device) -> Engine:
     warmed = time.perf_counter()
     engine.capture_graphs()
     log.warning(  # warning: Triton's log shows it at the default level, as the engine's stage times
-        "text2semantic load: weights and slots %.1fs, compile warm-up %.1fs (compile workers ready: %s), "
-        "graph capture %.1fs",
+        "text2semantic load: weights and slots %.1fs, compile warm-up %.1fs, graph capture %.1fs",
         loaded - started,
         warmed - loaded,
-        config.compile_backend == "inductor" and compile_workers_ready(),
         time.perf_counter() - warmed,
     )
     return engine
