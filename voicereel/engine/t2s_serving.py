@@ -86,9 +86,10 @@ class ServingConfig:
         )
         render_pcm = params["pcm_decoding"] == "text2semantic"
         if render_pcm and engine.cuda_graphs and not engine.capture_at_load:
-            # A graph captured at first use, while the codec's thread allocates and synchronises, can fail its
-            # capture (a GPU test does, after other captures in the process; not explained: perf/results, eleventh
-            # and thirteenth sessions). Captured at load, every graph exists before that thread starts.
+            # A graph captured at first use, while the codec's thread allocates and synchronises, failed its capture
+            # in a GPU test until captures stopped synchronising and emptying the cache (cuda_graph.record_graph,
+            # fourteenth session; the test passes since). Kept: captured at load, every graph exists before that
+            # thread starts.
             raise ValueError("pcm_decoding = text2semantic with cuda_graphs needs capture_at_load = true")
         defaults = SamplingParams(
             temperature=float(params["temperature"]),
