@@ -143,3 +143,22 @@ def test_graphs_are_captured_while_another_thread_uses_the_gpu(tiny_lm: Any) -> 
     assert errors == []
     for name, codes in eager.items():
         assert torch.equal(codes, graphed[name]), name
+
+
+@pytest.mark.gpu
+def test_forgotten_graphs_are_captured_again_into_a_new_pool(tiny_lm: Any) -> None:
+    """Warm-up's fallback (compiled pieces failed) drops the graphs and captures again. Into the pool of the graphs
+    just destroyed, torch 2.11's allocator asserted (``use_count > 0``, H100, fourteenth session)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: CUDA graphs cannot be captured")
+    model = BatchedDualAR(tiny_lm.to("cuda"))
+    try:
+        config = EngineConfig(max_slots=2, slot_capacity=128, kv_block=64, cuda_graphs=True, capture_at_load=True)
+        engine = Engine(model, config)
+        captured = engine.capture_graphs()
+        assert captured > 0
+        engine.runner.forget_graphs()
+        assert engine.runner.graphs == {} and engine.runner.first_graphs == {}
+        assert engine.capture_graphs() == captured
+    finally:
+        tiny_lm.to("cpu")
