@@ -3,11 +3,13 @@
 Each variant runs in a process of its own on the benchmark checkpoint (S1-mini shapes, random weights, bf16), with
 the inductor cache directory it names: ``cold`` an empty one, ``warm`` the one ``cold`` filled (a restart with the
 caches kept), ``threads1`` an empty one and inductor's compile workers off (TORCHINDUCTOR_COMPILE_THREADS=1: how
-much parallel kernel compilation saves). Each reports load, compile warm-up and capture seconds, torch's
-compile-phase times (``torch._dynamo.utils.compile_times``), dynamo's graph counters, and the functions cProfile saw
-take the most cumulative time (only in ``--cprofile`` variants: profiling slows Python-heavy tracing).
+much parallel kernel compilation saves), ``float-symbols`` an empty one and floats traced as symbols (torch's
+default; the pieces specialise them since the fourteenth session). Each reports load, compile warm-up and capture
+seconds, torch's compile-phase times (``torch._dynamo.utils.compile_times``), dynamo's graph counters and graphs per
+piece, and the functions cProfile saw take the most cumulative time (only in ``--cprofile`` variants: profiling
+slows Python-heavy tracing).
 
-    python perf/gpu/profile_warm_up.py --out $OUT [--variants cold warm threads1] [--cprofile warm]
+    python perf/gpu/profile_warm_up.py --out $OUT [--variants cold warm threads1 float-symbols] [--cprofile warm]
     # bash perf/gpu/run_h200.sh --warm-up ...
 Writes warm_up.json (with the git SHA from BENCH_GIT_SHA) to --out.
 """
@@ -49,8 +51,10 @@ def one_variant(name: str, profile: bool) -> dict[str, Any]:
     import torch
     import torch._dynamo.utils
     import torch._inductor.config
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
-    from voicereel.engine import t2s_serving
+    from voicereel.engine import batched, t2s_serving
+    from voicereel.engine.sampling import sample_tensors
 
     params = serving_parameters(CHECKPOINT, Path(tempfile.mkdtemp()) / "repo")
     config = t2s_serving.ServingConfig.from_parameters(params, on_gpu=True)
@@ -65,6 +69,14 @@ def one_variant(name: str, profile: bool) -> dict[str, Any]:
             phases["warm_up_s"] = time.perf_counter() - started
 
     t2s_serving.warm_up = timed_warm_up  # type: ignore[assignment]
+    if name == "float-symbols":  # floats traced as symbols, as before the fourteenth session (torch's default)
+        configure = batched._configure_dynamo
+
+        def float_symbols() -> None:
+            configure()
+            torch._dynamo.config.specialize_float = False
+
+        batched._configure_dynamo = float_symbols
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
     if profiler is not None:
@@ -80,6 +92,10 @@ def one_variant(name: str, profile: bool) -> dict[str, Any]:
         "warm_up_s": round(phases.get("warm_up_s", 0.0), 2),
         "compile_threads": torch._inductor.config.compile_threads,
         "python": sys.executable,
+        "graphs_per_piece": {
+            piece.__name__: len(_debug_get_cache_entry_list(piece.__code__))
+            for piece in (batched.decode_pre, batched.decode_post, batched.fast_position, sample_tensors)
+        },
         "graphs": len(engine.runner.graphs),
         "first_graphs": len(engine.runner.first_graphs),
         "compile_times": torch._dynamo.utils.compile_times(repr="str", aggregate=True),
