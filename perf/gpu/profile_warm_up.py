@@ -5,9 +5,9 @@ the inductor cache directory it names: ``cold`` an empty one, ``warm`` the one `
 caches kept), ``threads1`` an empty one and inductor's compile workers off (TORCHINDUCTOR_COMPILE_THREADS=1: how
 much parallel kernel compilation saves), ``float-symbols`` an empty one and floats traced as symbols (torch's
 default; the pieces specialise them since the fourteenth session). Each reports load, compile warm-up and capture
-seconds, torch's compile-phase times (``torch._dynamo.utils.compile_times``), dynamo's graph counters and graphs per
-piece, and the functions cProfile saw take the most cumulative time (only in ``--cprofile`` variants: profiling
-slows Python-heavy tracing).
+seconds, torch's compile-phase times (``torch._dynamo.utils.compile_times``), dynamo's graph counters, graphs per
+piece and each graph's compile seconds (``per_graph``), and the functions cProfile saw take the most cumulative time
+(only in ``--cprofile`` variants: profiling slows Python-heavy tracing).
 
     python perf/gpu/profile_warm_up.py --out $OUT [--variants cold warm threads1 float-symbols] [--cprofile warm]
     # bash perf/gpu/run_h200.sh --warm-up ...
@@ -45,6 +45,30 @@ def serving_parameters(checkpoint: Path, dest: Path) -> dict[str, str]:
     knobs = {"text2semantic": {"max_slots": 128, "slot_capacity": 1024, "max_frames": 646}}
     repository = build_repository(dest, checkpoint, knobs, models=["text2semantic"])
     return dict(ENTRY.findall((repository / "text2semantic" / "config.pbtxt").read_text()))
+
+
+def per_graph() -> list[dict[str, Any]]:
+    """Each graph dynamo compiled in this process, in order: its piece, compile id (frame/variant), seconds in all,
+    in the backend (AOTAutograd and inductor) and in inductor, op and guard counts, why its trace restarted. Which
+    graphs the compile warm-up pays for: the twelfth to fifteenth sessions saw the time not follow the graph count."""
+    from torch._dynamo.utils import get_compilation_metrics
+
+    def seconds(value: float | None) -> float | None:
+        return None if value is None else round(value, 2)
+
+    return [
+        {
+            "piece": metrics.co_name,
+            "compile_id": str(metrics.compile_id),
+            "total_s": seconds(metrics.entire_frame_compile_time_s),
+            "backend_s": seconds(metrics.backend_compile_time_s),
+            "inductor_s": seconds(metrics.inductor_compile_time_s),
+            "ops": metrics.graph_op_count,
+            "guards": metrics.guard_count,
+            "restarts": sorted(metrics.restart_reasons or []),
+        }
+        for metrics in get_compilation_metrics()
+    ]
 
 
 def one_variant(name: str, profile: bool) -> dict[str, Any]:
@@ -101,6 +125,7 @@ def one_variant(name: str, profile: bool) -> dict[str, Any]:
         "compile_times": torch._dynamo.utils.compile_times(repr="str", aggregate=True),
         "dynamo_stats": {str(k): v for k, v in torch._dynamo.utils.counters["stats"].items()},
         "recompiles": {str(k)[:300]: v for k, v in torch._dynamo.utils.counters["recompiles"].items()},
+        "per_graph": per_graph(),
     }
     if profiler is not None:
         text = io.StringIO()

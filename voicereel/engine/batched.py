@@ -288,7 +288,8 @@ def _configure_dynamo() -> None:
     fx_config.use_duck_shape = False
     # Floats (the norms' epsilon) as constants, not symbols: as symbols, tracing a piece restarted once it reached the
     # norm (a float it must specialise), so each such piece was traced twice: on an H100 the restarted traces took
-    # 10.4 s of the 46 s compile warm-up (perf/gpu/profile_warm_up.py, fourteenth session).
+    # 10.4 s of the 46 s compile warm-up (perf/gpu/profile_warm_up.py, fourteenth session). Specialised, the warm-up
+    # took 57.6 s instead of 63.1 s on one H100 (fifteenth session, same script, variants cold and float-symbols).
     torch._dynamo.config.specialize_float = True
     allow_graphs_per_function()
 
