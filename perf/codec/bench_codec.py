@@ -14,7 +14,9 @@ import os
 import statistics
 import subprocess
 import time
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,58 +88,93 @@ def decode_throughput(codec: Codec, plan: ChunkPlan, batches: list[int], repeats
     rows = {}
     for batch in batches:
         seconds = timed(lambda n=batch: codec.decode_windows([full] * n), codec.device, repeats)
-        whole = timed(lambda n=batch: codec.decode_codes(codes[None].expand(n, -1, -1)), codec.device, repeats)
         rows[batch] = {
             "call_ms": seconds * 1e3,
             "windows_per_s": batch / seconds,
             "audio_s_per_s": batch * chunk_seconds / seconds,
-            "whole_window_call_ms": whole * 1e3,
-            "speedup_vs_whole_window": whole / seconds,
         }
+        if not codec.fixed_spans:  # fixed shapes (compiled, graphs) would compile or run the whole window eagerly
+            whole = timed(lambda n=batch: codec.decode_codes(codes[None].expand(n, -1, -1)), codec.device, repeats)
+            rows[batch].update(whole_window_call_ms=whole * 1e3, speedup_vs_whole_window=whole / seconds)
     return {"window_frames": plan.window_frames, "chunk_frames": plan.chunk_frames, "by_batch": rows}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the codec's decoder: dtype, cuDNN autotuning, weight norms folded (same maths, one weight
+    per conv instead of g, v), dilated convs phased (``phase_dilated_convs``: same sums, undilated cuDNN kernels),
+    torch.compile'd waveform decoder, CUDA graphs (``Codec.capture_graphs``: what codec_decoder serves)."""
+
+    name: str
+    dtype: torch.dtype
+    benchmark: bool = False
+    folded: bool = False
+    phased: bool = False
+    compiled: bool = False
+    graphs: bool = False
+
+
+VARIANTS = (
+    Variant("fp32", torch.float32),
+    Variant("bf16", torch.bfloat16),
+    Variant("bf16+cudnn_benchmark", torch.bfloat16, benchmark=True),
+    Variant("bf16+folded_weight_norm", torch.bfloat16, folded=True),
+    Variant("bf16+folded+phased_dilations", torch.bfloat16, folded=True, phased=True),
+    Variant("fp32+folded+phased_dilations", torch.float32, folded=True, phased=True),
+)
+# With --compile: the served decoder (bf16, folded, phased, graphs) against the same compiled, with and without
+# the phasing (inductor may lower a dilated conv well on its own).
+COMPILED_VARIANTS = (
+    Variant("served:bf16+folded+phased+graphs", torch.bfloat16, folded=True, phased=True, graphs=True),
+    Variant("served+compiled", torch.bfloat16, folded=True, phased=True, compiled=True, graphs=True),
+    Variant("served+compiled-phasing", torch.bfloat16, folded=True, compiled=True, graphs=True),
+)
+
+
+def prepared(variant: Variant, checkpoint: Path, device: torch.device, plan: ChunkPlan, batches: list[int]) -> Codec:
+    """The codec of ``variant``, compiled and captured (graphs at the sizes of ``batches`` only, not every bucket
+    codec_decoder captures: a compiled decoder compiles once per shape)."""
+    torch.backends.cudnn.benchmark = variant.benchmark
+    codec = Codec.from_checkpoint(
+        checkpoint, device, variant.dtype, fold_weight_norm=variant.folded, phase_dilations=variant.phased
+    )
+    if variant.compiled:
+        codec.compile_decoder(max(batches), plan)
+    if variant.compiled or variant.graphs:
+        codec.fix_shapes(max(batches), plan)
+        codec.batch_buckets = tuple(sorted(set(batches)))
+    if variant.graphs:
+        codec.capture_graphs(max(batches), plan)
+    elif variant.compiled and not codec.warm_up(plan):
+        raise RuntimeError("the compiled decoder failed at warm-up (see the log)")
+    return codec
 
 
 def decode_variants(
     checkpoint: Path, device: torch.device, repeats: int, compile_: bool, batches: list[int]
 ) -> dict[str, Any]:
-    """Decode speed of the default window (64 + 64) by dtype, cuDNN autotuning and (optionally) compilation,
-    each against the fp32 result of the same windows."""
+    """Decode speed of the default window (64 + 64) by variant, each against the fp32 result of the same windows;
+    with ``compile_`` only the served decoder against compiled ones."""
     plan = ChunkPlan()
     out: dict[str, Any] = {}
     reference = Codec.from_checkpoint(checkpoint, device, torch.float32)
     window = DecodeWindow(random_codes(plan.window_frames, 2).to(torch.int32), plan.context_frames, plan.window_frames)
     expected = reference.decode_windows([window])[0]
     del reference
-    # (name, dtype, cudnn.benchmark, compiled, weight norms folded (same maths, one weight per conv instead of g, v),
-    # dilated convs phased (codec.phase_dilated_convs: same sums, undilated cuDNN kernels; both as served))
-    variants: list[tuple[str, torch.dtype, bool, bool, bool, bool]] = [
-        ("fp32", torch.float32, False, False, False, False),
-        ("bf16", torch.bfloat16, False, False, False, False),
-        ("bf16+cudnn_benchmark", torch.bfloat16, True, False, False, False),
-        ("bf16+folded_weight_norm", torch.bfloat16, False, False, True, False),
-        ("bf16+folded+phased_dilations", torch.bfloat16, False, False, True, True),
-        ("fp32+folded+phased_dilations", torch.float32, False, False, True, True),
-    ]
-    if compile_:
-        variants.append(("fp32+compiled_decoder", torch.float32, False, True, False, False))
-    for name, dtype, benchmark, compiled, folded, phased in variants:
-        torch.backends.cudnn.benchmark = benchmark
-        codec = Codec.from_checkpoint(checkpoint, device, dtype, fold_weight_norm=folded, phase_dilations=phased)
-        if compiled:
-            codec.compile_decoder(max(batches), plan)
+    for variant in COMPILED_VARIANTS if compile_ else VARIANTS:
         try:
             start = time.perf_counter()
-            if compiled:
-                codec.warm_up(plan)
+            codec = prepared(variant, checkpoint, device, plan, batches)
             got = codec.decode_windows([window])[0]
-            first_call_s = time.perf_counter() - start
             row = decode_throughput(codec, plan, batches, repeats)
-            row["first_call_s"] = first_call_s
+            row["prepare_and_first_call_s"] = time.perf_counter() - start
             row["max_abs_vs_fp32"] = float((got - expected).abs().max())
+            del codec
         except Exception as exc:  # a failed variant is a result, not the end of the run
-            row = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-        out[name] = row
-        del codec
+            row = {"error": "".join(traceback.format_exception(exc))[-3000:]}
+        out[variant.name] = row
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     torch.backends.cudnn.benchmark = False
     return out
 
@@ -186,7 +223,11 @@ def main() -> None:
     parser.add_argument("--batches", default="1,2,4,8,16,32,64")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only-variants", action="store_true", help="skip everything but the speed-up variants")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd decoders (slow start)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="time the served decoder against compiled ones (instead of the plain variants)",
+    )
     parser.add_argument("--profile", type=int, default=0, help="also profile decodes of this many windows a call")
     args = parser.parse_args()
     device = torch.device(args.device)
