@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -286,22 +287,27 @@ def test_chunked_decoding_equals_whole_decoding_within_tolerance(
 
 def test_after_the_warm_up_no_served_window_compiles_the_decoder(tiny_checkpoint: Path) -> None:
     """Every (batch, length, strides) the waveform decoder sees while serving was compiled by `warm_up`: no request
-    pays for a compile. (A slice of a longer latent has other strides than a window's own latent; the compiled
-    decoder is specialised on strides, so each such input compiled apart at its first use on the GPU.)"""
+    pays for a compile. One graph per length serves every batch (a dynamic size; a lone window is padded to two).
+    (A slice of a longer latent has other strides than a window's own latent; the compiled decoder is specialised on
+    strides, so each such input compiled apart at its first use on the GPU.)"""
     import torch._dynamo
 
     torch._dynamo.reset()
     compiled: list[tuple[int, ...]] = []
 
-    def counting(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> object:
-        compiled.append(tuple(inputs[0].shape))
+    def counting(graph: torch.fx.GraphModule, inputs: list[Any]) -> object:
+        # the latent: the first input that is a tensor but not a parameter (the batch size, a symbol, comes first)
+        latent = next(x for x in inputs if isinstance(x, torch.Tensor) and not isinstance(x, torch.nn.Parameter))
+        assert isinstance(inputs[0], torch.SymInt)  # the batch is a dynamic size
+        compiled.append(tuple(latent.shape))
         return graph.forward
 
     plan = ChunkPlan(chunk_frames=64, context_frames=64, first_chunk_frames=8)
     served = Codec.from_checkpoint(tiny_checkpoint)
     served.compile_decoder(max_batch=4, plan=plan, backend=counting)
     served.warm_up(plan)
-    assert len(compiled) == 3 * len(bucket_sizes(4))  # first chunk, chunk + margin, whole window; per bucket
+    assert served.batch_buckets == (2, 4)
+    assert [shape[2] for shape in compiled] == [8 * 4, 72 * 4, 128 * 4]  # first chunk, chunk + margin, whole window
     warmed = len(compiled)
     windows = [*mixed_windows(plan), *plan_windows(validate_codes(random_codes(30, seed=10)), plan)]
     expected = reference_windows(served, windows)
@@ -371,13 +377,13 @@ def test_a_decoder_that_fails_to_compile_falls_back_to_eager(
 
     plan = ChunkPlan(chunk_frames=64, context_frames=64, first_chunk_frames=8)
     served = Codec.from_checkpoint(tiny_checkpoint)
-    eager = served.dac.decoder
+    eager = served.decoder
     served.compile_decoder(max_batch=2, plan=plan, backend=failing)
-    assert served.dac.decoder is not eager
+    assert served.decoder is not eager
     with caplog.at_level("ERROR", logger="voicereel.engine.codec"):
         assert served.warm_up(plan) is False
     torch._dynamo.reset()
-    assert served.dac.decoder is eager
+    assert served.decoder is eager
     assert "compiled waveform decoder failed at warm-up" in caplog.text
     windows = mixed_windows(plan)
     for a, b in zip(served.decode_windows(windows), reference_windows(served, windows), strict=True):

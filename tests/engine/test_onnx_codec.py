@@ -107,10 +107,9 @@ def test_model_glue_reads_the_version_folder_and_refuses_settings_it_cannot_hono
     assert auto.decode(torch.zeros((10, 2), dtype=torch.int32)).shape == (2 * FRAME_SAMPLES,)
     with pytest.raises(OnnxCodecError, match="float32 export; dtype is 'bfloat16'"):
         onnx_codec_for_model(args, {**params, "dtype": "bfloat16"}, "decoder", torch.device("cpu"))
-    with pytest.raises(OnnxCodecError, match="compile_decoder applies to runtime torch only"):
-        onnx_codec_for_model(args, {**params, "compile_decoder": "true"}, "decoder", torch.device("cpu"))
-    graphs_on = onnx_codec_for_model(args, {**params, "cuda_graphs": "true"}, "decoder", torch.device("cpu"))  # default
-    assert graphs_on.decode(torch.zeros((10, 2), dtype=torch.int32)).shape == (2 * FRAME_SAMPLES,)
+    for knob in ("compile_decoder", "cuda_graphs"):  # both on by default, both for the PyTorch codec only: ignored
+        torch_only = onnx_codec_for_model(args, {**params, knob: "true"}, "decoder", torch.device("cpu"))
+        assert torch_only.decode(torch.zeros((10, 2), dtype=torch.int32)).shape == (2 * FRAME_SAMPLES,)
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(OnnxCodecError, match="no CUDA provider"):
             onnx_codec_for_model(args, params, "decoder", torch.device("cuda", 0))

@@ -146,14 +146,12 @@ def onnx_codec_for_model(args: dict[str, str], params: dict[str, str], side: str
     """The `OnnxCodec` of a codec python-backend model whose knob `runtime` is `onnxruntime`.
 
     Reads `<model dir>/<version>/model.onnx` (installed by `python -m export`, stage 5). The export is float32
-    (what dtype `auto` means here) and not torch.compile'd, so other settings of those knobs are refused rather than
-    silently ignored. Knob `cuda_graphs` applies to the PyTorch codec on a GPU only; elsewhere it is ignored (as
-    text2semantic's), so its default does not stop this runtime from loading.
+    (what dtype `auto` means here), so another dtype is refused rather than silently ignored. Knobs `compile_decoder`
+    and `cuda_graphs` apply to the PyTorch codec on a GPU only; elsewhere they are ignored (as text2semantic's
+    `compile_step` and `cuda_graphs`), so their defaults do not stop this runtime from loading.
     """
     if params.get("dtype", "float32") not in ("float32", "auto"):  # auto: the export's own dtype
         raise OnnxCodecError(f"runtime onnxruntime serves the float32 export; dtype is {params['dtype']!r}")
-    if params.get("compile_decoder", "false") == "true":
-        raise OnnxCodecError("compile_decoder applies to runtime torch only; turn it off with runtime onnxruntime")
     path = model_onnx_path(args)
     if side == "encoder":
         return OnnxCodec(encoder=path, device=device)

@@ -40,13 +40,13 @@ class TritonPythonModel:
             context_frames=int(params["context_frames"]),
             first_chunk_frames=int(params["first_chunk_frames"]),  # a compiled decoder keeps this length too
         )
-        if params["compile_decoder"] == "true":
-            if not isinstance(self.codec, Codec):
-                raise ValueError("knob compile_decoder applies to runtime torch only")
+        # compiled decoder and graphs where they apply (runtime torch on a GPU instance), as text2semantic's
+        # compile_step and cuda_graphs: elsewhere both knobs are ignored
+        torch_on_gpu = device.type == "cuda" and isinstance(self.codec, Codec)
+        if params["compile_decoder"] == "true" and torch_on_gpu:
             self.codec.compile_decoder(int(params["max_batch_size"]), self.plan)
             self.codec.warm_up(self.plan)  # falls back to the eager decoder (logged) if compiling fails
-        # graphs where they apply (runtime torch on a GPU instance), as text2semantic's cuda_graphs
-        if params["cuda_graphs"] == "true" and device.type == "cuda" and isinstance(self.codec, Codec):
+        if params["cuda_graphs"] == "true" and torch_on_gpu:
             self.codec.capture_graphs(int(params["max_batch_size"]), self.plan)
 
     def execute(self, requests: list[Any]) -> list[Any]:
