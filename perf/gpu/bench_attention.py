@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from voicereel.engine.batched import attend_used
+
 HEADS, KV_HEADS, DIM = 16, 8, 128  # S1-mini's slow transformer
 
 
@@ -43,6 +45,13 @@ def products(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tens
     scores = scores.view(b, kv, g, -1) * d**-0.5
     weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).to(v.dtype)
     return torch.bmm(weights.view(b * kv, g, -1), v.reshape(b * kv, -1, d)).view(b, kv, g, d)
+
+
+def flash_used_length(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """FlashAttention's variable-length kernel over each row's used positions only (``batched.attend_used``); the
+    lengths come from the mask here, one small reduction inside the timed graph (the engine would compute them once a
+    step, not once a layer)."""
+    return attend_used(q, k, v, mask[:, 0, 0].sum(-1, dtype=torch.int32))
 
 
 def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,6 +86,7 @@ def main() -> None:
         "sdpa_efficient": sdpa(SDPBackend.EFFICIENT_ATTENTION),
         "products": products,
         "products_compiled": torch.compile(products, dynamic=False),
+        "flash_used_length": flash_used_length,
     }
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from fish_speech.models.text2semantic.llama import DualARTransformer
 
-from voicereel.engine.batched import BatchedDualAR, flash_applies
+from voicereel.engine.batched import BatchedDualAR, attend_used, flash_applies
 from voicereel.engine.prompt import VoiceTurn, build_prompt
 
 ATOL, RTOL = 2e-5, 1e-4
@@ -236,3 +236,36 @@ def test_flash_prefill_equals_torchs_choice(tiny_lm: Any) -> None:
         hidden[choice] = (engine.prefill_many(cache, torch.arange(2, device="cuda"), prompts), cache.k.clone())
     torch.testing.assert_close(hidden["flash"][0], hidden["auto"][0], atol=2e-2, rtol=2e-2)
     torch.testing.assert_close(hidden["flash"][1], hidden["auto"][1], atol=2e-2, rtol=2e-2)
+
+
+def test_used_length_attention_reads_cache_rows_in_place_only() -> None:
+    """attend_used views the cache rows' storage with other strides, so any other layout is refused."""
+    q = torch.zeros((2, 2, 2, 8))
+    keys = torch.zeros((2, 2, 16, 8))
+    with pytest.raises(ValueError, match="in place"):
+        attend_used(q, keys.transpose(2, 3).contiguous().transpose(2, 3), keys, torch.ones(2, dtype=torch.int32))
+    with pytest.raises(ValueError, match="in place"):
+        attend_used(q, keys, keys[:, :, :8], torch.ones(2, dtype=torch.int32))
+
+
+@pytest.mark.gpu
+@torch.inference_mode()
+def test_used_length_attention_equals_masked_attention_over_the_bucket() -> None:
+    """Each row attends its first lengths[b] positions only; the rest of its slot (garbage here) is never read."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: FlashAttention runs on CUDA only")
+    torch.manual_seed(0)
+    batch, kv_heads, groups, capacity, dim = 5, 4, 2, 96, 64
+    cache_k = torch.randn((7, kv_heads, capacity, dim), device="cuda", dtype=torch.bfloat16)  # 7 slots, first 5 used
+    cache_v = torch.randn_like(cache_k)
+    q = torch.randn((batch, kv_heads, groups, dim), device="cuda", dtype=torch.bfloat16)
+    lengths = torch.tensor([1, 96, 40, 7, 63], device="cuda", dtype=torch.int32)
+    keys, values = cache_k[:batch], cache_v[:batch]
+    mask = (torch.arange(capacity, device="cuda")[None, :] < lengths[:, None])[:, None, None, :]
+    expected = torch.nn.functional.scaled_dot_product_attention(q.float(), keys.float(), values.float(), attn_mask=mask)
+    got = attend_used(q, keys, values, lengths)
+    torch.testing.assert_close(got.float(), expected, atol=2e-2, rtol=2e-2)
+    # positions past a row's length do not count: poison them and get the same answer
+    beyond = ~mask[:, 0, 0]
+    keys[beyond[:, None, :].expand(-1, kv_heads, -1)] = float("nan")
+    torch.testing.assert_close(attend_used(q, keys, values, lengths), got)

@@ -132,6 +132,43 @@ def _attend_one(
     return attention.wo(y.reshape(b, 1, heads * dim))
 
 
+def attend_used(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """One query per row over only the first ``lengths[b]`` cached positions of each row: FlashAttention's
+    variable-length kernel reading the slot cache in place (CUDA, half precision; not yet used by the engine).
+
+    ``q`` ``[B, KV, G, D]`` (the ``G`` query heads sharing KV head ``k`` as ``_attend_one`` folds them), ``keys`` and
+    ``values`` ``[B, KV, T, D]`` with the positions contiguous per head (rows of a ``SlowCache`` layer), ``lengths``
+    int32 ``[B]``. The kernel wants keys as ``[total, KV, D]`` with each sequence's positions consecutive; row ``b``
+    of the cache, seen with a position stride of ``D`` and a head stride of ``T * D``, is exactly that sequence
+    starting at ``b * KV * T``: the same storage, no copy, and a row's positions past its length are never read
+    (the masked SDPA reads the whole bucket). Returns ``[B, KV, G, D]``.
+    """
+    batch, kv_heads, groups, dim = q.shape
+    capacity = keys.shape[2]
+    contiguous_rows = (kv_heads * capacity * dim, capacity * dim, dim, 1)
+    if keys.stride() != contiguous_rows or values.stride() != contiguous_rows or values.shape != keys.shape:
+        raise ValueError("attend_used reads cache rows in place: keys and values must be [B, KV, T, D] contiguous")
+    span = (batch - 1) * kv_heads * capacity + capacity  # the rows' positions as one sequence axis (last row's end)
+    flat_k = keys.as_strided((span, kv_heads, dim), (dim, capacity * dim, 1))
+    flat_v = values.as_strided((span, kv_heads, dim), (dim, capacity * dim, 1))
+    starts = torch.arange(batch + 1, device=q.device, dtype=torch.int32)
+    out = torch.ops.aten._flash_attention_forward(
+        q.reshape(batch, kv_heads * groups, dim),
+        flat_k,
+        flat_v,
+        starts,
+        starts * (kv_heads * capacity),
+        1,
+        capacity,
+        0.0,
+        False,
+        False,
+        scale=1.0 / math.sqrt(dim),
+        seqused_k=lengths,
+    )[0]
+    return out.view(batch, kv_heads, groups, dim)
+
+
 def decode_pre(block: TransformerBlock, x: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """A block's work before its cache write, for one token per row ``x`` ``[B, 1, dim]``: q, k, v."""
     return _project_qkv(block.attention, block.attention_norm(x), freqs)
