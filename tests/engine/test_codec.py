@@ -379,11 +379,12 @@ def test_a_decoder_that_fails_to_compile_falls_back_to_eager(
     served = Codec.from_checkpoint(tiny_checkpoint)
     eager = served.decoder
     served.compile_decoder(max_batch=2, plan=plan, backend=failing)
-    assert served.decoder is not eager
+    assert served.decoder is not eager and served.batch_buckets == (2,)
     with caplog.at_level("ERROR", logger="voicereel.engine.codec"):
         assert served.warm_up(plan) is False
     torch._dynamo.reset()
     assert served.decoder is eager
+    assert served.batch_buckets == (1, 2)  # eager again, a lone window decodes alone
     assert "compiled waveform decoder failed at warm-up" in caplog.text
     windows = mixed_windows(plan)
     for a, b in zip(served.decode_windows(windows), reference_windows(served, windows), strict=True):

@@ -107,7 +107,7 @@ def test_model_glue_reads_the_version_folder_and_refuses_settings_it_cannot_hono
     assert auto.decode(torch.zeros((10, 2), dtype=torch.int32)).shape == (2 * FRAME_SAMPLES,)
     with pytest.raises(OnnxCodecError, match="float32 export; dtype is 'bfloat16'"):
         onnx_codec_for_model(args, {**params, "dtype": "bfloat16"}, "decoder", torch.device("cpu"))
-    for knob in ("compile_decoder", "cuda_graphs"):  # both on by default, both for the PyTorch codec only: ignored
+    for knob in ("compile_decoder", "cuda_graphs"):  # both for the PyTorch codec on a GPU only: ignored here
         torch_only = onnx_codec_for_model(args, {**params, knob: "true"}, "decoder", torch.device("cpu"))
         assert torch_only.decode(torch.zeros((10, 2), dtype=torch.int32)).shape == (2 * FRAME_SAMPLES,)
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():

@@ -321,20 +321,28 @@ class Codec(WindowedDecoding):
         """torch.compile the waveform decoder: one graph per decoder length, the batch a dynamic size.
 
         Inductor fuses the snake activations, causal pads, copies and residual adds around cuDNN's convolutions:
-        with CUDA graphs, bf16, 32 windows of the default plan a call on an H100, 180.5 -> 88.9 ms (527 -> 1,070 s
-        of audio a second; perf/results, sixteenth session). Batches are padded up to a bucket size as without
-        compiling (``bucket_sizes``, less its 1: a lone window decodes as two, so every bucket shares the graph of a
-        dynamic batch instead of a size-1 graph of its own), and the decoder sees at most three lengths
-        (``window_spans``), each static: an utterance's short first chunk, the rendered chunk plus margin (full-context
-        windows skip the rest of their context; a second window, whose context is the first chunk, fits it too), and
-        the whole window. A first window of 8 frames thus decodes 8 frames, not the 128 of a whole window. ``warm_up``
-        compiles the three graphs. ``backend``: torch.compile's (tests count the graphs compiled with one of their
-        own).
+        compiled with static shapes, with CUDA graphs, bf16, 32 windows of the default plan a call on an H100,
+        180.5 -> 88.9 ms (527 -> 1,070 s of audio a second; perf/results, sixteenth session). This dynamic-batch
+        form failed to compile on the GPU (see ``options``), so codec_decoder's knob is off.
+
+        Batches are padded up to a bucket size as without compiling (``bucket_sizes``, less its 1: a lone window
+        decodes as two, so every bucket shares the graph of a dynamic batch instead of a size-1 graph of its own), and
+        the decoder sees at most three lengths (``window_spans``), each static: an utterance's short first chunk, the
+        rendered chunk plus margin (full-context windows skip the rest of their context; a second window, whose context
+        is the first chunk, fits it too), and the whole window. A first window of 8 frames thus decodes 8 frames, not
+        the 128 of a whole window. ``warm_up`` compiles the three graphs. ``backend``: torch.compile's (tests count the
+        graphs compiled with one of their own).
         """
         import torch._dynamo
 
         self._eager_decoder = eager = self.decoder
-        compiled = torch.compile(eager, dynamic=None, backend=backend)
+        # Inductor's tiling analysis raised a malformed CantSplit on this decoder with a dynamic batch (torch 2.11,
+        # H100, sixteenth session: "CantSplit.__init__() missing 2 required positional arguments", the twelfth
+        # session's error too), from the analysis the option below turns off; that it avoids it is not yet run on a GPU.
+        options: dict[str, str | int | bool | Callable[..., Any]] | None = None
+        if backend == "inductor":
+            options = {"triton.coalesce_tiling_analysis": False}
+        compiled = torch.compile(eager, dynamic=None, backend=backend, options=options)
 
         def decoder(latent: torch.Tensor) -> torch.Tensor:
             torch._dynamo.maybe_mark_dynamic(latent, 0)  # every bucket: they start at 2 (a size 1 would specialise)
@@ -402,8 +410,9 @@ class Codec(WindowedDecoding):
 
     def warm_up(self, plan: ChunkPlan) -> bool:
         """Decode one dummy batch per bucket size and decoder length so compilation happens now, not on a request.
-        If that fails with a compiled decoder (inductor has failed on some of the real codec's shapes: torch 2.11 on
-        an H100, twelfth session), the eager decoder is put back, the failure logged, and False returned."""
+        If that fails with a compiled decoder (inductor has failed on the real codec's shapes: torch 2.11 on an H100,
+        twelfth and sixteenth sessions), the eager decoder and the batch bucket of 1 are put back, the failure logged,
+        and False returned."""
         dummy = torch.zeros((NUM_CODEBOOKS, plan.window_frames), dtype=torch.int32)
         try:
             for size in self.batch_buckets or (1,):
@@ -414,6 +423,8 @@ class Codec(WindowedDecoding):
                 raise
             logging.getLogger(__name__).exception("compiled waveform decoder failed at warm-up; serving it eagerly")
             self.decoder, self._eager_decoder = self._eager_decoder, None
+            if self.batch_buckets and self.batch_buckets[0] > 1:  # eager, a lone window need not decode as two
+                self.batch_buckets = (1, *self.batch_buckets)
             return False
         return True
 
