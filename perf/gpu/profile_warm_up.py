@@ -49,8 +49,9 @@ def serving_parameters(checkpoint: Path, dest: Path) -> dict[str, str]:
 
 def per_graph() -> list[dict[str, Any]]:
     """Each graph dynamo compiled in this process, in order: its piece, compile id (frame/variant), seconds in all,
-    in the backend (AOTAutograd and inductor) and in inductor, op and guard counts, why its trace restarted. Which
-    graphs the compile warm-up pays for: in the fifteenth session 10 graphs and 6 took the same time."""
+    in the backend (AOTAutograd and inductor) and in inductor, op and guard counts, why its trace restarted, which
+    guard failed to make it (the sixteenth session saw ``fast_position`` traced twice a phase on the GPU, not why).
+    Which graphs the compile warm-up pays for: in the fifteenth session 10 graphs and 6 took the same time."""
     from torch._dynamo.utils import get_compilation_metrics
 
     def seconds(value: float | None) -> float | None:
@@ -66,6 +67,7 @@ def per_graph() -> list[dict[str, Any]]:
             "ops": metrics.graph_op_count,
             "guards": metrics.guard_count,
             "restarts": sorted(metrics.restart_reasons or []),
+            "recompile_reason": metrics.recompile_reason,  # the failed guard, for each graph after a piece's first
         }
         for metrics in get_compilation_metrics()
     ]
