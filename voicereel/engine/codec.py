@@ -338,7 +338,9 @@ class Codec(WindowedDecoding):
         self._eager_decoder = eager = self.decoder
         # Inductor's tiling analysis raised a malformed CantSplit on this decoder with a dynamic batch (torch 2.11,
         # H100, sixteenth session: "CantSplit.__init__() missing 2 required positional arguments", the twelfth
-        # session's error too), from the analysis the option below turns off; that it avoids it is not yet run on a GPU.
+        # session's error too). In torch 2.11's simd.py that bare raise sits in a branch only three-dimensional tilings
+        # reach, and inductor tiles in three dimensions only with this analysis on: off, it tiles in at most two. Not
+        # yet run on a GPU.
         options: dict[str, str | int | bool | Callable[..., Any]] | None = None
         if backend == "inductor":
             options = {"triton.coalesce_tiling_analysis": False}
