@@ -398,3 +398,22 @@ def test_a_warm_up_failure_without_a_compiled_decoder_is_raised(codec: Codec, mo
     monkeypatch.setattr(codec, "decode_span", broken)
     with pytest.raises(RuntimeError, match="out of memory"):
         codec.warm_up(ChunkPlan())
+
+
+def test_inductor_compiles_the_decoder_without_its_tiling_analysis(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the analysis on, torch 2.11's inductor failed on the real codec's decoder on an H100 (a malformed
+    CantSplit, twelfth and sixteenth sessions); compile_decoder turns it off for inductor, and only there."""
+    seen: list[dict[str, Any]] = []
+
+    def recording(model: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return model
+
+    monkeypatch.setattr(torch, "compile", recording)
+    plan = ChunkPlan(chunk_frames=64, context_frames=64, first_chunk_frames=8)
+    Codec.from_checkpoint(tiny_checkpoint).compile_decoder(max_batch=2, plan=plan)
+    Codec.from_checkpoint(tiny_checkpoint).compile_decoder(max_batch=2, plan=plan, backend="aot_eager")
+    assert seen[0]["backend"] == "inductor" and seen[0]["options"] == {"triton.coalesce_tiling_analysis": False}
+    assert seen[1]["backend"] == "aot_eager" and seen[1]["options"] is None
