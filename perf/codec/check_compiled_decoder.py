@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import time
 import traceback
@@ -20,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_codec import timed
 
 from voicereel.engine.checkpoints import make_benchmark_checkpoint
 from voicereel.engine.codec import ChunkPlan, Codec, DecodeWindow
@@ -55,14 +57,8 @@ def main() -> None:
     codes = torch.randint(0, 1024, (10, plan.window_frames), dtype=torch.int32)
     full = DecodeWindow(codes=codes, context_frames=plan.context_frames, num_frames=plan.window_frames)
     for batch in (16, 32):
-        times = []
-        for _ in range(6):
-            torch.cuda.synchronize()
-            begin = time.perf_counter()
-            codec.decode_windows([full] * batch)
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - begin)
-        emit(**{f"call_ms_{batch}": round(1e3 * statistics.median(times[1:]), 1)})
+        seconds = timed(lambda n=batch: codec.decode_windows([full] * n), codec.device, repeats=5)
+        emit(**{f"call_ms_{batch}": round(1e3 * seconds, 1)})
 
 
 if __name__ == "__main__":

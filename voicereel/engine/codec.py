@@ -354,12 +354,16 @@ class Codec(WindowedDecoding):
         self.decoder = decoder
         allow_graphs_per_function()
         self.fix_shapes(max_batch, plan)
-        self.batch_buckets = tuple(size for size in self.batch_buckets if size > 1) or self.batch_buckets
 
     def fix_shapes(self, max_batch: int, plan: ChunkPlan) -> None:
         """Pad decode batches up to `bucket_sizes(max_batch)` and run the waveform decoder at the lengths of
-        `window_spans(plan)` only, from frame 0 or `decoder_skip(context)` (what compiled code and graphs need)."""
-        self.batch_buckets = bucket_sizes(max_batch)
+        `window_spans(plan)` only, from frame 0 or `decoder_skip(context)` (what compiled code and graphs need).
+        A compiled decoder's buckets start at 2: its graphs take the batch as a dynamic size, which 1 would specialise
+        (a lone window decodes as two)."""
+        sizes = bucket_sizes(max_batch)
+        if self._eager_decoder is not None:
+            sizes = tuple(size for size in sizes if size > 1) or sizes
+        self.batch_buckets = sizes
         self.fixed_spans = window_spans(plan)
         self.fixed_skip = decoder_skip(plan.context_frames)
 
@@ -425,8 +429,7 @@ class Codec(WindowedDecoding):
                 raise
             logging.getLogger(__name__).exception("compiled waveform decoder failed at warm-up; serving it eagerly")
             self.decoder, self._eager_decoder = self._eager_decoder, None
-            if self.batch_buckets and self.batch_buckets[0] > 1:  # eager, a lone window need not decode as two
-                self.batch_buckets = (1, *self.batch_buckets)
+            self.fix_shapes(self.batch_buckets[-1], plan)  # eager again: the bucket of 1 back
             return False
         return True
 
